@@ -1,0 +1,139 @@
+#include "cpu/ops.h"
+
+#include <immintrin.h>
+
+#include <cmath>
+
+#include "numerics/canonical.h"
+#include "util/error.h"
+
+namespace resident::cpu {
+
+float sum256(std::span<const float> v) {
+  float partial[256];
+  for (int k = 0; k < 256; ++k) partial[k] = 0.0f;
+  for (size_t i = 0; i < v.size(); ++i) partial[i % 256] = partial[i % 256] + v[i];
+  for (int s = 128; s >= 1; s /= 2)
+    for (int k = 0; k < s; ++k) partial[k] = partial[k] + partial[k + s];
+  return partial[0];
+}
+
+void rmsnorm(std::span<const float> x, std::span<const float> w, float eps, std::span<float> y) {
+  const size_t n = x.size();
+  std::vector<float> sq(n);
+  for (size_t i = 0; i < n; ++i) sq[i] = x[i] * x[i];
+  const float ss = sum256(sq);
+  const float r = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
+  for (size_t i = 0; i < n; ++i) y[i] = (x[i] * r) * w[i];
+}
+
+std::vector<float> rope_table(int n_ctx, int head_dim, float theta,
+                              std::span<const float> freq_factors) {
+  const int half = head_dim / 2;
+  std::vector<float> table(static_cast<size_t>(n_ctx) * half * 2);
+  for (int i = 0; i < half; ++i) {
+    double inv_freq = std::pow(static_cast<double>(theta), -2.0 * i / head_dim);
+    if (!freq_factors.empty()) inv_freq /= freq_factors[i];
+    for (int pos = 0; pos < n_ctx; ++pos) {
+      const double angle = pos * inv_freq;
+      table[(static_cast<size_t>(pos) * half + i) * 2 + 0] = static_cast<float>(std::cos(angle));
+      table[(static_cast<size_t>(pos) * half + i) * 2 + 1] = static_cast<float>(std::sin(angle));
+    }
+  }
+  return table;
+}
+
+void rope_apply(float* x, int n_heads, int head_dim, bool neox, const float* table, int pos) {
+  const int half = head_dim / 2;
+  const float* row = table + static_cast<size_t>(pos) * half * 2;
+  for (int h = 0; h < n_heads; ++h) {
+    float* head = x + static_cast<size_t>(h) * head_dim;
+    for (int i = 0; i < half; ++i) {
+      const float c = row[2 * i], s = row[2 * i + 1];
+      const int i0 = neox ? i : 2 * i;
+      const int i1 = neox ? i + half : 2 * i + 1;
+      const float x0 = head[i0], x1 = head[i1];
+      head[i0] = x0 * c - x1 * s;
+      head[i1] = x0 * s + x1 * c;
+    }
+  }
+}
+
+uint16_t float_to_half(float f) {
+  return static_cast<uint16_t>(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
+
+float dot_head(const float* q, const uint16_t* k, int head_dim) {
+  float lane[32];
+  for (int l = 0; l < 32; ++l) {
+    float acc = q[l] * half_to_float(k[l]);
+    for (int d = l + 32; d < head_dim; d += 32) acc = acc + q[d] * half_to_float(k[d]);
+    lane[l] = acc;
+  }
+  for (int s = 16; s >= 1; s /= 2)
+    for (int l = 0; l < s; ++l) lane[l] = lane[l] + lane[l + s];
+  return lane[0];
+}
+
+namespace {
+
+// possum of the spec: chunks of 256 positions, 32 lanes per chunk, tree, chunks in order.
+// value(t) gives the t-th term.
+template <typename Term>
+float possum(int n_pos, Term value) {
+  float total = 0.0f;
+  for (int c = 0; c * 256 < n_pos; ++c) {
+    float lane[32];
+    for (int l = 0; l < 32; ++l) {
+      float acc = 0.0f;
+      for (int i = 0; i < 8; ++i) {
+        const int t = c * 256 + l + 32 * i;
+        if (t < n_pos) acc = acc + value(t);
+      }
+      lane[l] = acc;
+    }
+    for (int s = 16; s >= 1; s /= 2)
+      for (int l = 0; l < s; ++l) lane[l] = lane[l] + lane[l + s];
+    total = total + lane[0];
+  }
+  return total;
+}
+
+}  // namespace
+
+void attention_head(const float* q, const uint16_t* k, const uint16_t* v, int n_pos,
+                    int head_dim, int row_stride, float kq_scale, float* scratch, float* out) {
+  float m = -INFINITY;
+  for (int t = 0; t < n_pos; ++t) {
+    scratch[t] = dot_head(q, k + static_cast<size_t>(t) * row_stride, head_dim) * kq_scale;
+    m = scratch[t] > m ? scratch[t] : m;
+  }
+  for (int t = 0; t < n_pos; ++t) scratch[t] = numerics::exp_canonical(scratch[t] - m);
+  const float denom = possum(n_pos, [&](int t) { return scratch[t]; });
+  for (int d = 0; d < head_dim; ++d) {
+    const float acc = possum(n_pos, [&](int t) {
+      return scratch[t] * half_to_float(v[static_cast<size_t>(t) * row_stride + d]);
+    });
+    out[d] = acc / denom;
+  }
+}
+
+void swiglu(const float* g, const float* u, float* h, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) h[i] = numerics::silu_canonical(g[i]) * u[i];
+}
+
+void add_inplace(float* x, const float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = x[i] + y[i];
+}
+
+int32_t argmax(std::span<const float> logits) {
+  if (logits.empty()) throw Error("argmax over an empty vector");
+  size_t best = 0;
+  for (size_t i = 1; i < logits.size(); ++i)
+    if (logits[i] > logits[best]) best = i;
+  return static_cast<int32_t>(best);
+}
+
+}  // namespace resident::cpu

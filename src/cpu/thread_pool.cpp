@@ -1,0 +1,77 @@
+#include "cpu/thread_pool.h"
+
+#include <algorithm>
+
+namespace resident::cpu {
+namespace {
+
+std::pair<int64_t, int64_t> range_of(int index, int n_threads, int64_t n, int64_t grain) {
+  const int64_t units = (n + grain - 1) / grain;
+  const int64_t begin = units * index / n_threads * grain;
+  const int64_t end = std::min(n, units * (index + 1) / n_threads * grain);
+  return {std::min(begin, n), end};
+}
+
+}  // namespace
+
+ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
+  for (int i = 1; i < n_threads_; ++i) threads_.emplace_back([this, i] { worker(i); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  start_cv_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
+                              int64_t grain) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(1, grain);
+  if (n_threads_ == 1) {
+    fn(0, n);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    task_ = &fn;
+    n_ = n;
+    grain_ = grain;
+    pending_ = n_threads_ - 1;
+    ++generation_;
+  }
+  start_cv_.notify_all();
+  auto [begin, end] = range_of(0, n_threads_, n, grain);
+  if (begin < end) fn(begin, end);
+  std::unique_lock<std::mutex> lock(mutex_);
+  done_cv_.wait(lock, [this] { return pending_ == 0; });
+  task_ = nullptr;
+}
+
+void ThreadPool::worker(int index) {
+  uint64_t seen = 0;
+  for (;;) {
+    const std::function<void(int64_t, int64_t)>* task;
+    int64_t n, grain;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      task = task_;
+      n = n_;
+      grain = grain_;
+    }
+    auto [begin, end] = range_of(index, n_threads_, n, grain);
+    if (begin < end) (*task)(begin, end);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (--pending_ == 0) done_cv_.notify_one();
+    }
+  }
+}
+
+}  // namespace resident::cpu

@@ -1,0 +1,44 @@
+// A small persistent thread pool for the CPU forward pass: parallel_for splits [0, n) into one
+// contiguous range per thread. Results never depend on the thread count, because every output
+// element is computed by exactly one thread in the canonical order.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace resident::cpu {
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int n_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return n_threads_; }
+
+  // Calls fn(begin, end) on disjoint ranges covering [0, n), one per thread, and waits.
+  // `grain` rounds range boundaries to multiples of it (e.g. rows handled in groups).
+  void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain = 1);
+
+ private:
+  void worker(int index);
+
+  int n_threads_;
+  std::vector<std::thread> threads_;
+  std::mutex mutex_;
+  std::condition_variable start_cv_;
+  std::condition_variable done_cv_;
+  const std::function<void(int64_t, int64_t)>* task_ = nullptr;
+  int64_t n_ = 0;
+  int64_t grain_ = 1;
+  uint64_t generation_ = 0;
+  int pending_ = 0;
+  bool stop_ = false;
+};
+
+}  // namespace resident::cpu
