@@ -17,7 +17,7 @@ bool cuda_available(std::string* reason) {
 #if defined(RESIDENT_HAVE_CUDA)
   return cuda::gpu_available(reason);
 #else
-  if (reason) *reason = "this build has no CUDA backend (nvcc was not found at configure time)";
+  if (reason) *reason = "this build has no CUDA backend (built without nvcc or with -DRESIDENT_CUDA=OFF)";
   return false;
 #endif
 }

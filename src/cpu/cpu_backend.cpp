@@ -52,6 +52,17 @@ uint64_t CpuBackend::kv_cache_bytes() const {
   return (k_cache_.size() + v_cache_.size()) * sizeof(uint16_t);
 }
 
+MemoryReport CpuBackend::memory_report() const {
+  MemoryReport r;
+  r.weight_memory = "mmap";
+  r.weights = model_.file.total_tensor_bytes();
+  r.kv_cache = kv_cache_bytes();
+  size_t floats = rope_table_.size() + x_.size() + h_.size() + q_.size() + k_.size() + v_.size() +
+                  attn_.size() + proj_.size() + gate_.size() + up_.size() + logits_.size();
+  r.workspace = floats * sizeof(float) + xq_.size() * sizeof(numerics::ActBlock);
+  return r;
+}
+
 void CpuBackend::reset(const SamplerParams& params) {
   pos_ = 0;
   sampler_params_ = params;

@@ -33,6 +33,8 @@ class CpuBackend : public Backend {
   int position() const override { return pos_; }
   std::vector<float> logits(std::span<const int32_t> tokens) override;
 
+  MemoryReport memory_report() const override;
+
   void set_activation_hook(ActivationHook hook) { hook_ = std::move(hook); }
 
   // Bytes of KV cache (fp16 K and V for every layer and position).

@@ -39,6 +39,15 @@ class Timer {
   std::chrono::steady_clock::time_point begin_;
 };
 
+// Where a backend's memory goes (`resident run --verbose`, `inspect --memory`, `verify`).
+struct MemoryReport {
+  std::string weight_memory;  // "mmap" (CPU), "device" (cudaMalloc), "managed" (unified)
+  uint64_t weights = 0;       // bytes holding the model's tensors
+  uint64_t kv_cache = 0;
+  uint64_t workspace = 0;     // activations, logits, tables
+  uint64_t context = 0;       // runtime/context overhead measured by the backend (0 if unknown)
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -65,6 +74,8 @@ class Backend {
   virtual std::vector<float> logits(std::span<const int32_t> tokens) = 0;
 
   virtual std::unique_ptr<Timer> make_timer() const { return std::make_unique<Timer>(); }
+
+  virtual MemoryReport memory_report() const = 0;
 };
 
 }  // namespace resident
