@@ -1,0 +1,45 @@
+// Internal interface between the public matmul entry points (matmul.cpp) and the AVX2 kernels
+// (matmul_int8.cpp for block-quantized weights, matmul_float.cpp for F32/F16/BF16).
+//
+// Every kernel computes, for each (row, token), exactly the canonical dot product of
+// docs/numerics.md: per 32-block an exact integer (or fmaf-chained float) partial turned into
+// a float by the type's formula, then the sequential sum over blocks. The vectorization keeps
+// that order: partials of 8 blocks are computed in the 8 lanes of a vector, then transposed so
+// that a lane holds one *row*, and the per-row sums advance one block at a time.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "numerics/canonical.h"
+#include "quant/types.h"
+
+namespace resident::quant::detail {
+
+// Activations of n_tokens tokens repacked for the int8 kernels: contiguous int8 values and
+// per-block scale/sum arrays, so 8 consecutive blocks' scales load as one vector.
+struct ActPack {
+  int64_t n = 0;   // elements per token
+  int64_t nb = 0;  // 32-blocks per token
+  int n_tokens = 0;
+  const numerics::ActBlock* src = nullptr;  // the original blocks (scalar tail path)
+  const int8_t* q = nullptr;                // [n_tokens][n]
+  const float* d = nullptr;                 // [n_tokens][nb]  a.d
+  const float* sumf = nullptr;              // [n_tokens][nb]  (float)a.sum
+  const int32_t* sumi = nullptr;            // [n_tokens][nb]  a.sum
+  const int16_t* half_sums = nullptr;       // [n_tokens][2 nb] sums of each 16-half (Q6_K only)
+};
+
+// Packs into per-thread storage that stays valid until the calling thread packs again.
+const ActPack& pack_activations(const numerics::ActBlock* xq, int64_t n, int n_tokens,
+                                bool with_half_sums);
+
+// out[t * out_stride + r] for rows [row_begin, row_end), tokens [0, act.n_tokens); `w` points
+// at row 0, rows are `row_bytes` apart.
+void matmul_int8(Type type, const uint8_t* w, size_t row_bytes, const ActPack& act, float* out,
+                 int64_t out_stride, int64_t row_begin, int64_t row_end);
+
+void matmul_float(Type type, const uint8_t* w, size_t row_bytes, int64_t n, const float* xf,
+                  int n_tokens, float* out, int64_t out_stride, int64_t row_begin, int64_t row_end);
+
+}  // namespace resident::quant::detail
