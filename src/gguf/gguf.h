@@ -35,8 +35,8 @@ enum class ValueType : uint32_t {
 
 std::string_view value_type_name(ValueType type);
 
-// One metadata value. Scalars keep their declared type; integer kinds are readable through
-// as_uint/as_int (range-checked), float kinds through as_float.
+// One metadata value. Scalars keep their declared type; read them through File's typed getters
+// (get_uint/find_uint accept any unsigned or non-negative integer kind, get_float any number).
 struct Value {
   ValueType type = ValueType::UINT8;
   ValueType elem_type = ValueType::UINT8;  // arrays only
