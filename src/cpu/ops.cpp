@@ -43,7 +43,12 @@ std::vector<float> rope_table(int n_ctx, int head_dim, float theta,
   return table;
 }
 
-void rope_apply(float* x, int n_heads, int head_dim, bool neox, const float* table, int pos) {
+// GCC 12 turns the interleaved branch into vfmaddsub (a fused multiply-add) when the SLP
+// vectorizers pair it up, even under -ffp-contract=off; the spec forbids that fusion, so the
+// vectorizers are switched off here (tests/cpu_ops_test.cpp checks the bits).
+__attribute__((optimize("no-tree-vectorize", "no-tree-slp-vectorize"))) void rope_apply(float* x, int n_heads,
+                                                                    int head_dim, bool neox,
+                                                                    const float* table, int pos) {
   const int half = head_dim / 2;
   const float* row = table + static_cast<size_t>(pos) * half * 2;
   for (int h = 0; h < n_heads; ++h) {

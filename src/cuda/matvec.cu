@@ -1,0 +1,127 @@
+// Work split: one warp per (row, group of kTok tokens). In each round, lane l decodes weight
+// block j = 32 * round + l once and forms its float partial p_j against each token's activation
+// block (integer dot by dp4a: exact, so any split is fine). The partials go through shared
+// memory to lane t, which adds token t's partials in j order: the spec's sequential sum. The
+// chain is short (n / 32 adds) and the other warps on the SM hide it.
+#include <string>
+
+#include "cuda/cuda_check.h"
+#include "cuda/matvec.cuh"
+#include "cuda/quant_blocks.h"
+#include "quant/quant.h"
+#include "util/error.h"
+
+namespace resident::cuda {
+namespace {
+
+constexpr int kWarps = 4;  // rows per thread block
+
+template <typename B, int kTok>
+__global__ void __launch_bounds__(kWarps * 32)
+    matvec_kernel(const uint8_t* __restrict__ w, int64_t rows, int64_t row_bytes, int n_blocks,
+                  const numerics::ActBlock* __restrict__ xq, const float* __restrict__ xf,
+                  int n_tokens, float* out, int64_t out_stride, const float* __restrict__ bias,
+                  bool accumulate) {
+  __shared__ float part[kWarps][kTok][32];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + warp;
+  if (row >= rows) return;  // whole warp leaves together
+  const int t0 = blockIdx.y * kTok;
+  const int n_tok = min(kTok, n_tokens - t0);
+  const uint8_t* wrow = w + row * row_bytes;
+  const int64_t n = static_cast<int64_t>(n_blocks) * 32;
+
+  float acc = 0.0f;  // lane t < n_tok: token t0 + t's running sum, from 0.0f as the spec says
+  for (int j0 = 0; j0 < n_blocks; j0 += 32) {
+    const int j = j0 + lane;
+    if (j < n_blocks) {
+      const typename B::Block blk = B::load(wrow, j);
+#pragma unroll
+      for (int t = 0; t < kTok; ++t) {
+        if (t < n_tok) {
+          if constexpr (B::kInt8)
+            part[warp][t][lane] =
+                B::partial(blk, xq[(t0 + t) * static_cast<int64_t>(n_blocks) + j]);
+          else
+            part[warp][t][lane] = B::partial(blk, xf + (t0 + t) * n + 32 * static_cast<int64_t>(j));
+        }
+      }
+    }
+    __syncwarp();
+    if (lane < n_tok) {
+      const int count = min(32, n_blocks - j0);
+      for (int i = 0; i < count; ++i) acc = acc + part[warp][lane][i];
+    }
+    __syncwarp();
+  }
+  if (lane < n_tok) {
+    float* o = out + (t0 + lane) * out_stride + row;
+    float y = acc;
+    if (bias) y = y + bias[row];
+    if (accumulate) y = *o + y;
+    *o = y;
+  }
+}
+
+template <typename B>
+void launch(const MatvecArgs& a, int64_t row_bytes, cudaStream_t stream) {
+  const int n_blocks = static_cast<int>(a.n / 32);
+  const dim3 block(kWarps * 32);
+  const auto* w = static_cast<const uint8_t*>(a.w);
+  // Decode: one token per warp. Batches: 8 tokens share each decoded weight block.
+  if (a.n_tokens < 8) {
+    const dim3 grid(static_cast<unsigned>((a.rows + kWarps - 1) / kWarps), a.n_tokens);
+    matvec_kernel<B, 1><<<grid, block, 0, stream>>>(w, a.rows, row_bytes, n_blocks, a.xq, a.xf,
+                                                    a.n_tokens, a.out, a.out_stride, a.bias,
+                                                    a.accumulate);
+  } else {
+    const dim3 grid(static_cast<unsigned>((a.rows + kWarps - 1) / kWarps), (a.n_tokens + 7) / 8);
+    matvec_kernel<B, 8><<<grid, block, 0, stream>>>(w, a.rows, row_bytes, n_blocks, a.xq, a.xf,
+                                                    a.n_tokens, a.out, a.out_stride, a.bias,
+                                                    a.accumulate);
+  }
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void matvec(const MatvecArgs& a, cudaStream_t stream) {
+  const auto& info = quant::type_info(a.type);
+  const std::string what = "cuda matvec (" + std::string(info.name) + "): ";
+  if (!a.w || !a.out) throw Error(what + "null weight or output pointer");
+  if (a.rows < 1 || a.rows > (int64_t{1} << 31)) throw Error(what + "rows out of range");
+  if (a.n <= 0 || a.n % 32 != 0 || a.n % info.block_elems != 0 || a.n / 32 > (1 << 30))
+    throw Error(what + "row length " + std::to_string(a.n) +
+                " is not a multiple of 32 and of the block size");
+  if (a.n_tokens < 1 || a.n_tokens > 65535 * 8) throw Error(what + "n_tokens out of range");
+  if (a.out_stride < a.rows) throw Error(what + "out_stride < rows");
+  const bool int8 = quant::uses_int8_activations(a.type);
+  if (int8 && !a.xq) throw Error(what + "quantized weights need int8 activation blocks");
+  if (!int8 && !a.xf) throw Error(what + "float weights need float activations");
+  // Q4_K/Q5_K read 32-bit words, F32 floats: their rows must start 4-byte aligned.
+  if (reinterpret_cast<uintptr_t>(a.w) % 4 != 0) throw Error(what + "weights not 4-byte aligned");
+  const int64_t row_bytes = static_cast<int64_t>(quant::row_bytes(info, a.n));
+  switch (a.type) {
+    case quant::Type::Q4_0:
+      return launch<blocks::Q4_0>(a, row_bytes, stream);
+    case quant::Type::Q5_0:
+      return launch<blocks::Q5_0>(a, row_bytes, stream);
+    case quant::Type::Q8_0:
+      return launch<blocks::Q8_0>(a, row_bytes, stream);
+    case quant::Type::Q4_K:
+      return launch<blocks::Q4_K>(a, row_bytes, stream);
+    case quant::Type::Q5_K:
+      return launch<blocks::Q5_K>(a, row_bytes, stream);
+    case quant::Type::Q6_K:
+      return launch<blocks::Q6_K>(a, row_bytes, stream);
+    case quant::Type::F32:
+      return launch<blocks::F32>(a, row_bytes, stream);
+    case quant::Type::F16:
+      return launch<blocks::F16>(a, row_bytes, stream);
+    case quant::Type::BF16:
+      return launch<blocks::BF16>(a, row_bytes, stream);
+  }
+  throw Error(what + "unsupported type");
+}
+
+}  // namespace resident::cuda

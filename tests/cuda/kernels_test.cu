@@ -1,0 +1,402 @@
+// Every CUDA kernel against its CPU twin (cpu/ops.h, quant/quant.h) on fresh random inputs, with
+// poisoned outputs, compared bit for bit: docs/numerics.md fixes every float operation and its
+// order on both backends, so any difference is a bug, not rounding.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "cpu/ops.h"
+#include "cuda/argmax.cuh"
+#include "cuda/attention.cuh"
+#include "cuda/elementwise.cuh"
+#include "cuda/embed.cuh"
+#include "cuda/matvec.cuh"
+#include "cuda/quantize_act.cuh"
+#include "cuda/rmsnorm.cuh"
+#include "cuda/rope_kv.cuh"
+#include "cuda_test_util.h"
+#include "quant/quant.h"
+
+namespace resident::cuda::test {
+namespace {
+
+using numerics::ActBlock;
+using quant::Type;
+
+const Type kAllTypes[] = {Type::Q4_K, Type::Q6_K, Type::Q8_0, Type::Q5_0, Type::Q4_0,
+                          Type::Q5_K, Type::F16,  Type::BF16, Type::F32};
+
+// Activations like Qwen2.5's: mostly O(1) with a few massive channels, plus an all-zero block
+// (amax = 0 takes the id = 0 branch of the quantizer).
+std::vector<float> activations(std::mt19937_64& rng, int64_t n, int n_tokens) {
+  std::vector<float> x = random_floats(rng, static_cast<size_t>(n) * n_tokens);
+  std::uniform_int_distribution<int64_t> pick(0, n - 1);
+  for (int t = 0; t < n_tokens; ++t) {
+    x[t * n + pick(rng)] = 300.0f;
+    x[t * n + pick(rng)] = -1200.5f;
+    if (n >= 64) std::fill_n(&x[t * n + 32], 32, 0.0f);
+  }
+  return x;
+}
+
+// `rows` rows of random weights in `type`, each row through quant::quantize_row. Rows beyond
+// `distinct` repeat earlier rows in a scrambled order (the vocab-sized LM head would take too
+// long to quantize on the CPU), which still catches row indexing errors.
+std::vector<uint8_t> random_weights(std::mt19937_64& rng, Type type, int64_t rows, int64_t n,
+                                    int64_t distinct = 1 << 30) {
+  const size_t rb = quant::row_bytes(quant::type_info(type), n);
+  std::vector<uint8_t> w(rb * rows);
+  const int64_t unique = std::min(rows, distinct);
+  for (int64_t r = 0; r < unique; ++r) {
+    const std::vector<float> f = random_floats(rng, n, 0.05f);
+    quant::quantize_row(type, f.data(), w.data() + rb * r, n);
+  }
+  for (int64_t r = unique; r < rows; ++r)
+    std::memcpy(w.data() + rb * r, w.data() + rb * ((r * 7919) % unique), rb);
+  return w;
+}
+
+TEST(CudaKernels, QuantizeActivationsMatchesCpu) {
+  REQUIRE_GPU_OR_SKIP();
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("RESIDENT_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  for (int64_t n : {1536, 8960, 224}) {
+    for (int n_tokens : {1, 3}) {
+      const std::vector<float> x = activations(rng, n, n_tokens);
+      const int64_t nb = n / 32 * n_tokens;
+      std::vector<ActBlock> cpu(nb);
+      for (int t = 0; t < n_tokens; ++t)
+        quant::quantize_activations(&x[t * n], &cpu[t * (n / 32)], n);
+      auto dx = upload(x);
+      auto dq = poisoned<ActBlock>(nb);
+      quantize_activations(dx.get(), dq.get(), n, n_tokens, nullptr);
+      const std::vector<ActBlock> gpu = download(dq);
+      // ActBlock has no padding (static_assert 40 bytes), so its bytes are its value.
+      EXPECT_TRUE(same_bits(gpu, cpu, "quantize n=" + std::to_string(n)));
+    }
+  }
+}
+
+struct MatvecCase {
+  Type type;
+  int64_t rows, n;
+  int n_tokens;
+  int64_t distinct_rows = 512;  // quantizing on the CPU dominates the test time: tile beyond this
+};
+
+void check_matvec(std::mt19937_64& rng, const MatvecCase& c, bool with_bias, bool accumulate) {
+  const auto& info = quant::type_info(c.type);
+  SCOPED_TRACE(std::string(info.name) + " rows=" + std::to_string(c.rows) +
+               " n=" + std::to_string(c.n) + " tokens=" + std::to_string(c.n_tokens) +
+               (with_bias ? " +bias" : "") + (accumulate ? " +=" : ""));
+  const std::vector<uint8_t> w = random_weights(rng, c.type, c.rows, c.n, c.distinct_rows);
+  const std::vector<float> x = activations(rng, c.n, c.n_tokens);
+  const bool int8 = quant::uses_int8_activations(c.type);
+  std::vector<ActBlock> xq(c.n / 32 * c.n_tokens);
+  for (int t = 0; t < c.n_tokens; ++t)
+    quant::quantize_activations(&x[t * c.n], &xq[t * (c.n / 32)], c.n);
+  const std::vector<float> bias = random_floats(rng, c.rows);
+  const std::vector<float> prior = random_floats(rng, c.rows * c.n_tokens);
+
+  std::vector<float> cpu(c.rows * c.n_tokens);
+  quant::matmul_rows(c.type, w.data(), c.n, int8 ? xq.data() : nullptr, int8 ? nullptr : x.data(),
+                     c.n_tokens, cpu.data(), c.rows, 0, c.rows);
+  for (int t = 0; t < c.n_tokens; ++t)
+    for (int64_t r = 0; r < c.rows; ++r) {
+      float& y = cpu[t * c.rows + r];
+      if (with_bias) y = y + bias[r];                 // the CPU backend's add_inplace(q, bq)
+      if (accumulate) y = prior[t * c.rows + r] + y;  // add_inplace(x, proj)
+    }
+
+  auto dw = upload(w);
+  auto dxq = upload(xq);
+  auto dxf = upload(x);
+  auto db = upload(bias);
+  DeviceBuffer<float> dout = accumulate ? upload(prior) : poisoned<float>(cpu.size());
+  MatvecArgs a;
+  a.type = c.type;
+  a.w = dw.get();
+  a.rows = c.rows;
+  a.n = c.n;
+  a.xq = dxq.get();
+  a.xf = dxf.get();
+  a.n_tokens = c.n_tokens;
+  a.out = dout.get();
+  a.out_stride = c.rows;
+  a.bias = with_bias ? db.get() : nullptr;
+  a.accumulate = accumulate;
+  matvec(a, nullptr);
+  EXPECT_TRUE(same_bits(download(dout), cpu, "matvec"));
+}
+
+TEST(CudaKernels, MatvecMatchesCpuForEveryType) {
+  REQUIRE_GPU_OR_SKIP();
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("RESIDENT_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  for (Type type : kAllTypes) {
+    const int blk = quant::type_info(type).block_elems;
+    // Qwen2.5-1.5B shapes: q/o (1536 x 1536), k/v (256 x 1536), gate/up (8960 x 1536),
+    // down (1536 x 8960); odd row counts; n not a multiple of 32 * 32 (a partial lane round).
+    std::vector<MatvecCase> cases = {
+        {type, 256, 1536, 1}, {type, 1536, 1536, 1}, {type, 8960, 1536, 1}, {type, 1536, 8960, 1},
+        {type, 37, 1536, 5},  {type, 256, 1536, 8},  {type, 61, 8960, 13},
+    };
+    if (blk == 32) cases.push_back({type, 33, 96, 3});  // 3 blocks: most lanes idle
+    for (const MatvecCase& c : cases) check_matvec(rng, c, false, false);
+  }
+}
+
+TEST(CudaKernels, MatvecBiasAndResidualEpilogues) {
+  REQUIRE_GPU_OR_SKIP();
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("RESIDENT_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  check_matvec(rng, {Type::Q4_K, 1536, 1536, 1}, true, false);
+  check_matvec(rng, {Type::Q6_K, 256, 1536, 9}, true, false);
+  check_matvec(rng, {Type::Q4_K, 1536, 8960, 1}, false, true);
+  check_matvec(rng, {Type::F16, 1536, 1536, 11}, false, true);
+}
+
+TEST(CudaKernels, MatvecLmHeadShape) {
+  REQUIRE_GPU_OR_SKIP();
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("RESIDENT_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  // Qwen2.5's vocab-sized LM head (Q6_K in Q4_K_M files), 4096 distinct rows tiled.
+  check_matvec(rng, {Type::Q6_K, 151936, 1536, 1, 4096}, false, false);
+  check_matvec(rng, {Type::Q6_K, 151936, 1536, 3, 4096}, false, false);
+}
+
+TEST(CudaKernels, RmsnormMatchesCpu) {
+  REQUIRE_GPU_OR_SKIP();
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("RESIDENT_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  for (int n : {1536, 8960, 256, 100, 7}) {
+    for (int n_tokens : {1, 4}) {
+      const std::vector<float> x = activations(rng, std::max(n, 32), n_tokens);
+      std::vector<float> xs(x.begin(), x.begin() + static_cast<size_t>(n) * n_tokens);
+      const std::vector<float> w = random_floats(rng, n);
+      std::vector<float> cpu(xs.size());
+      for (int t = 0; t < n_tokens; ++t)
+        cpu::rmsnorm({&xs[t * n], size_t(n)}, w, 1e-6f, {&cpu[t * n], size_t(n)});
+      auto dx = upload(xs);
+      auto dw = upload(w);
+      auto dy = poisoned<float>(xs.size());
+      rmsnorm(dx.get(), dw.get(), 1e-6f, n, n_tokens, dy.get(), nullptr);
+      EXPECT_TRUE(same_bits(download(dy), cpu, "rmsnorm n=" + std::to_string(n)));
+    }
+  }
+}
+
+void check_rope_kv(std::mt19937_64& rng, int n_heads, int n_kv_heads, int head_dim, bool neox,
+                   int pos0, int n_tokens) {
+  SCOPED_TRACE("heads " + std::to_string(n_heads) + "/" + std::to_string(n_kv_heads) + " hd " +
+               std::to_string(head_dim) + (neox ? " neox" : " interleaved") + " pos " +
+               std::to_string(pos0));
+  const int n_ctx = 64, qd = n_heads * head_dim, kvd = n_kv_heads * head_dim;
+  const std::vector<float> table = cpu::rope_table(n_ctx, head_dim, 1e6f, {});
+  std::vector<float> q = random_floats(rng, static_cast<size_t>(qd) * n_tokens);
+  std::vector<float> k = random_floats(rng, static_cast<size_t>(kvd) * n_tokens);
+  const std::vector<float> v = random_floats(rng, static_cast<size_t>(kvd) * n_tokens);
+
+  auto dq = upload(q), dk = upload(k), dv = upload(v), dtable = upload(table);
+  auto dpos = upload(std::vector<int>{pos0});
+  auto kc = poisoned<uint16_t>(static_cast<size_t>(n_ctx) * kvd);
+  auto vc = poisoned<uint16_t>(static_cast<size_t>(n_ctx) * kvd);
+  RopeKvArgs a;
+  a.q = dq.get(), a.k = dk.get(), a.v = dv.get();
+  a.n_heads = n_heads, a.n_kv_heads = n_kv_heads, a.head_dim = head_dim, a.neox = neox;
+  a.table = dtable.get(), a.pos = dpos.get(), a.n_tokens = n_tokens;
+  a.k_cache = kc.get(), a.v_cache = vc.get(), a.n_ctx = n_ctx;
+  rope_kv_write(a, nullptr);
+
+  std::vector<uint16_t> kc_cpu(static_cast<size_t>(n_ctx) * kvd, 0xffff), vc_cpu = kc_cpu;
+  for (int t = 0; t < n_tokens; ++t) {
+    cpu::rope_apply(&q[t * qd], n_heads, head_dim, neox, table.data(), pos0 + t);
+    cpu::rope_apply(&k[t * kvd], n_kv_heads, head_dim, neox, table.data(), pos0 + t);
+    for (int i = 0; i < kvd; ++i) {
+      kc_cpu[static_cast<size_t>(pos0 + t) * kvd + i] = cpu::float_to_half(k[t * kvd + i]);
+      vc_cpu[static_cast<size_t>(pos0 + t) * kvd + i] = cpu::float_to_half(v[t * kvd + i]);
+    }
+  }
+  EXPECT_TRUE(same_bits(download(dq), q, "rope q"));
+  EXPECT_TRUE(same_bits(download(dk), k, "rope k"));
+  EXPECT_TRUE(same_bits(download(kc), kc_cpu, "k cache (other rows must stay untouched)"));
+  EXPECT_TRUE(same_bits(download(vc), vc_cpu, "v cache (other rows must stay untouched)"));
+}
+
+TEST(CudaKernels, RopeAndKvWriteMatchCpu) {
+  REQUIRE_GPU_OR_SKIP();
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("RESIDENT_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  check_rope_kv(rng, 12, 2, 128, true, 0, 1);
+  check_rope_kv(rng, 12, 2, 128, true, 37, 1);
+  check_rope_kv(rng, 12, 2, 128, true, 50, 5);
+  check_rope_kv(rng, 8, 8, 64, false, 13, 3);
+}
+
+void check_attention(std::mt19937_64& rng, int n_heads, int n_kv_heads, int head_dim, int n_ctx,
+                     int pos0, int n_tokens) {
+  SCOPED_TRACE("heads " + std::to_string(n_heads) + "/" + std::to_string(n_kv_heads) + " hd " +
+               std::to_string(head_dim) + " pos " + std::to_string(pos0) + " tokens " +
+               std::to_string(n_tokens));
+  const int qd = n_heads * head_dim, kvd = n_kv_heads * head_dim, group = n_heads / n_kv_heads;
+  const float kq_scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const std::vector<float> q = random_floats(rng, static_cast<size_t>(qd) * n_tokens);
+  std::vector<uint16_t> kc(static_cast<size_t>(n_ctx) * kvd), vc(kc.size());
+  // Scores of a few units (q, k ~ N(0, 1), scaled by 1/sqrt(hd)): a softmax far from uniform.
+  for (auto& h : kc) h = cpu::float_to_half(std::normal_distribution<float>(0.0f, 1.0f)(rng));
+  for (auto& h : vc) h = cpu::float_to_half(std::normal_distribution<float>(0.0f, 1.0f)(rng));
+
+  std::vector<float> cpu(static_cast<size_t>(qd) * n_tokens);
+  std::vector<float> scratch(n_ctx);
+  for (int t = 0; t < n_tokens; ++t)
+    for (int h = 0; h < n_heads; ++h)
+      cpu::attention_head(&q[t * qd + h * head_dim], kc.data() + (h / group) * head_dim,
+                          vc.data() + (h / group) * head_dim, pos0 + t + 1, head_dim, kvd, kq_scale,
+                          scratch.data(), &cpu[t * qd + h * head_dim]);
+
+  auto dq = upload(q);
+  auto dk = upload(kc), dv = upload(vc);
+  auto dpos = upload(std::vector<int>{pos0});
+  const AttentionScratchSizes sz = attention_scratch_sizes(n_tokens, n_heads, n_ctx, head_dim);
+  auto s_scores = poisoned<float>(sz.scores), s_max = poisoned<float>(sz.chunk_max);
+  auto s_den = poisoned<float>(sz.chunk_den), s_val = poisoned<float>(sz.chunk_val);
+  AttentionScratch scratch_d{s_scores.get(), s_max.get(), s_den.get(), s_val.get(),
+                             n_tokens,       n_heads,     n_ctx,       head_dim};
+  auto dout = poisoned<float>(cpu.size());
+  AttentionArgs a;
+  a.q = dq.get(), a.k_cache = dk.get(), a.v_cache = dv.get();
+  a.n_heads = n_heads, a.n_kv_heads = n_kv_heads, a.head_dim = head_dim, a.kv_stride = kvd;
+  a.kq_scale = kq_scale, a.pos = dpos.get(), a.n_tokens = n_tokens;
+  a.max_positions = n_ctx;  // as in the decode graph: grid for the whole context
+  a.out = dout.get();
+  attention(a, scratch_d, nullptr);
+  EXPECT_TRUE(same_bits(download(dout), cpu, "attention"));
+}
+
+TEST(CudaKernels, AttentionMatchesCpu) {
+  REQUIRE_GPU_OR_SKIP();
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("RESIDENT_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  // n_pos = pos + 1 around the chunk edges (256) and a long context (several chunks).
+  for (int pos : {0, 6, 254, 255, 256, 700, 2047}) check_attention(rng, 12, 2, 128, 2048, pos, 1);
+  check_attention(rng, 12, 2, 128, 1024, 250, 9);    // prefill: tokens straddle a chunk edge
+  check_attention(rng, 4, 4, 64, 512, 300, 2);       // no grouping, head_dim 64
+  check_attention(rng, 8, 2, 256, 600, 599 - 3, 4);  // head_dim 256, up to the last position
+}
+
+TEST(CudaKernels, SwigluAndAddsMatchCpu) {
+  REQUIRE_GPU_OR_SKIP();
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("RESIDENT_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  const int64_t n = 8960 * 3 + 5;
+  std::vector<float> g = random_floats(rng, n, 4.0f);
+  const std::vector<float> u = random_floats(rng, n);
+  g[0] = -120.0f, g[1] = 95.0f, g[2] = 0.0f, g[3] = -0.0f;  // exp under/overflow branches
+  std::vector<float> cpu(n);
+  cpu::swiglu(g.data(), u.data(), cpu.data(), n);
+  auto dg = upload(g);
+  auto du = upload(u);
+  auto dh = poisoned<float>(n);
+  swiglu(dg.get(), du.get(), dh.get(), n, nullptr);
+  EXPECT_TRUE(same_bits(download(dh), cpu, "swiglu"));
+
+  std::vector<float> x = random_floats(rng, n);
+  auto dx = upload(x);
+  add_inplace(dx.get(), du.get(), n, nullptr);
+  cpu::add_inplace(x.data(), u.data(), n);
+  EXPECT_TRUE(same_bits(download(dx), x, "add_inplace"));
+
+  const int rows = 1536, n_tokens = 3;
+  std::vector<float> y = random_floats(rng, rows * n_tokens);
+  const std::vector<float> b = random_floats(rng, rows);
+  auto dy = upload(y);
+  auto dbias = upload(b);
+  add_bias(dy.get(), dbias.get(), rows, n_tokens, nullptr);
+  for (int t = 0; t < n_tokens; ++t) cpu::add_inplace(&y[t * rows], b.data(), rows);
+  EXPECT_TRUE(same_bits(download(dy), y, "add_bias"));
+}
+
+TEST(CudaKernels, EmbedMatchesDequantizeRow) {
+  REQUIRE_GPU_OR_SKIP();
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("RESIDENT_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  const int64_t vocab = 1000, n = 1536;
+  for (Type type : kAllTypes) {
+    SCOPED_TRACE(std::string(quant::type_info(type).name));
+    const std::vector<uint8_t> table = random_weights(rng, type, vocab, n);
+    const std::vector<int32_t> ids = {0, 999, 17, 17, 512};
+    const size_t rb = quant::row_bytes(quant::type_info(type), n);
+    std::vector<float> cpu(ids.size() * n);
+    for (size_t t = 0; t < ids.size(); ++t)
+      quant::dequantize_row(type, table.data() + rb * ids[t], &cpu[t * n], n);
+    auto dt = upload(table);
+    auto di = upload(ids);
+    auto dout = poisoned<float>(cpu.size());
+    embed(type, dt.get(), n, vocab, di.get(), static_cast<int>(ids.size()), dout.get(), nullptr);
+    EXPECT_TRUE(same_bits(download(dout), cpu, "embed"));
+  }
+  // An id outside the vocabulary gives a NaN row, never a read outside the table.
+  const std::vector<uint8_t> table = random_weights(rng, Type::Q8_0, vocab, n);
+  auto dt = upload(table);
+  auto di = upload(std::vector<int32_t>{static_cast<int32_t>(vocab)});
+  auto dout = poisoned<float>(n);
+  CUDA_CHECK(cudaMemset(dout.get(), 0, dout.bytes()));
+  embed(Type::Q8_0, dt.get(), n, vocab, di.get(), 1, dout.get(), nullptr);
+  for (float v : download(dout)) ASSERT_TRUE(std::isnan(v));
+}
+
+TEST(CudaKernels, ArgmaxTiesToLowestIdAndAdvancesPosition) {
+  REQUIRE_GPU_OR_SKIP();
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("RESIDENT_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  const int n = 151936;
+  for (int trial = 0; trial < 4; ++trial) {
+    std::vector<float> logits = random_floats(rng, n, 3.0f);
+    if (trial >= 1) {  // planted ties: the lowest id must win
+      std::uniform_int_distribution<int> pick(0, n - 1);
+      const int a = pick(rng), b = pick(rng), c = pick(rng);
+      logits[a] = logits[b] = logits[c] = 100.0f;
+    }
+    if (trial == 3) std::fill(logits.begin(), logits.end(), -2.5f);  // all equal: id 0
+    const int32_t expect = cpu::argmax(logits);
+    auto dl = upload(logits);
+    auto dtok = poisoned<int32_t>(1);
+    auto dpos = upload(std::vector<int>{41});
+    argmax(dl.get(), n, dtok.get(), dpos.get(), 1, nullptr);
+    EXPECT_EQ(download(dtok)[0], expect) << "trial " << trial;
+    EXPECT_EQ(download(dpos)[0], 42);
+  }
+  auto dpos = upload(std::vector<int>{5});
+  advance_position(dpos.get(), 7, nullptr);
+  EXPECT_EQ(download(dpos)[0], 12);
+}
+
+TEST(CudaKernels, LaunchersRejectBadShapes) {
+  MatvecArgs a;  // preconditions are checked on the host, before any device work
+  a.type = Type::Q4_K;
+  a.rows = 4;
+  a.n = 100;  // not a multiple of 256
+  float dummy = 0.0f;
+  a.w = &dummy;
+  a.out = &dummy;
+  a.out_stride = 4;
+  EXPECT_THROW(matvec(a, nullptr), resident::Error);
+  EXPECT_THROW(quantize_activations(&dummy, nullptr, 33, 1, nullptr), resident::Error);
+}
+
+}  // namespace
+}  // namespace resident::cuda::test
