@@ -78,6 +78,8 @@ const char* const kParityPrompts[] = {
     "1, 1, 2, 3, 5, 8, 13,",
     "Übersetze ins Englische: Guten Morgen, wie geht es dir?",
     "#include <stdio.h>\nint main(void) {",
+    "<|im_start|>user\nExplain recursion in one sentence.<|im_end|>\n<|im_start|>assistant\n",
+    "SELECT name, COUNT(*) FROM orders GROUP BY",
 };
 
 std::vector<int32_t> greedy_ids(Backend& backend, std::span<const int32_t> prompt, int n) {
