@@ -18,7 +18,7 @@ CommandRegistration registration{Command{
         int threads = 0;
       };
       auto o = std::make_shared<Options>();
-      sub.add_option("--preset", o->preset, "qwen2.5-1.5b | qwen2.5-0.5b | tiny")->required();
+      sub.add_option("--preset", o->preset, "qwen2.5-1.5b | qwen2.5-0.5b | tiny | tiny-llama")->required();
       sub.add_option("--quant", o->quant, "q4_k_m | q8_0 | f16 (default q4_k_m)");
       sub.add_option("-o,--out", o->out, "output GGUF file")->required();
       sub.add_option("--seed", o->seed, "weight seed (default 0)");
@@ -28,7 +28,7 @@ CommandRegistration registration{Command{
         const auto preset = synth::parse_preset(o->preset);
         if (!preset) {
           throw Error("--preset: unknown preset '" + o->preset +
-                      "' (expected qwen2.5-1.5b, qwen2.5-0.5b or tiny)");
+                      "' (expected qwen2.5-1.5b, qwen2.5-0.5b, tiny or tiny-llama)");
         }
         const auto quant = synth::parse_quant(o->quant);
         if (!quant) {

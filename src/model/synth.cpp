@@ -93,6 +93,7 @@ std::optional<Preset> parse_preset(std::string_view name) {
   if (name == "qwen2.5-1.5b") return Preset::qwen25_1_5b;
   if (name == "qwen2.5-0.5b") return Preset::qwen25_0_5b;
   if (name == "tiny") return Preset::tiny;
+  if (name == "tiny-llama") return Preset::tiny_llama;
   return std::nullopt;
 }
 
@@ -111,6 +112,8 @@ std::string_view preset_name(Preset preset) {
       return "qwen2.5-0.5b";
     case Preset::tiny:
       return "tiny";
+    case Preset::tiny_llama:
+      return "tiny-llama";
   }
   return "?";
 }
@@ -147,6 +150,12 @@ ModelConfig preset_config(Preset preset) {
     case Preset::tiny:
       c.n_layers = 2, c.d_model = 256, c.d_ff = 512, c.n_heads = 4, c.n_kv_heads = 2;
       c.head_dim = 64, c.vocab_size = 512, c.ctx_train = 2048, c.tied_embeddings = false;
+      break;
+    case Preset::tiny_llama:
+      c.n_layers = 2, c.d_model = 256, c.d_ff = 512, c.n_heads = 4, c.n_kv_heads = 2;
+      c.head_dim = 64, c.vocab_size = 512, c.ctx_train = 2048, c.tied_embeddings = false;
+      c.arch = Arch::llama, c.arch_name = "llama", c.rope_style = RopeStyle::interleaved;
+      c.rope_theta = 500000.0f, c.rms_eps = 1e-5f, c.has_qkv_bias = false;
       break;
   }
   return c;
@@ -274,7 +283,7 @@ gguf::Writer build(const SynthOptions& options) {
 
   Vocab vocab = make_vocab(c.vocab_size);
   w.add_string("tokenizer.ggml.model", "gpt2");
-  w.add_string("tokenizer.ggml.pre", "qwen2");
+  w.add_string("tokenizer.ggml.pre", c.arch == Arch::llama ? "llama-bpe" : "qwen2");
   w.add_string_array("tokenizer.ggml.tokens", std::move(vocab.tokens));
   w.add_int32_array("tokenizer.ggml.token_type", std::move(vocab.token_types));
   w.add_string_array("tokenizer.ggml.merges", std::move(vocab.merges));

@@ -15,7 +15,9 @@
 
 namespace resident::synth {
 
-enum class Preset { qwen25_1_5b, qwen25_0_5b, tiny };
+// tiny_llama: the tiny shapes with arch llama (interleaved rope, no q/k/v biases, llama-bpe
+// pre-tokenizer), so the llama code path has an end-to-end test too.
+enum class Preset { qwen25_1_5b, qwen25_0_5b, tiny, tiny_llama };
 enum class QuantMix { q4_k_m, q8_0, f16 };
 
 std::optional<Preset> parse_preset(std::string_view name);   // "qwen2.5-1.5b", ...
@@ -23,7 +25,7 @@ std::optional<QuantMix> parse_quant(std::string_view name);  // "q4_k_m", "q8_0"
 std::string_view preset_name(Preset preset);
 std::string_view quant_name(QuantMix quant);
 
-// Shapes of a preset (arch qwen2). ctx_train is the context length written to the file.
+// Shapes of a preset (arch qwen2, or llama for tiny_llama). ctx_train is the context length written to the file.
 ModelConfig preset_config(Preset preset);
 
 // What one tensor of the file is: name, ggml type and dims (dims[0] = row length).

@@ -200,13 +200,15 @@ def test_reference_is_causal_and_variants_agree_without_quantization(synth_model
 # Tiny synthetic models (always run).
 
 
-@pytest.fixture(scope="module", params=["f16", "q8_0", "q4_k_m"])
+@pytest.fixture(scope="module", params=["f16", "q8_0", "q4_k_m", "llama:q4_k_m"])
 def tiny_run(request, synth_model, run_resident, tmp_path_factory):
-    quant = request.param
+    # "llama:<quant>" is the tiny shape with arch llama (interleaved rope, no biases).
+    preset, quant = ("tiny-llama", request.param[6:]) if request.param.startswith("llama:") \
+        else ("tiny", request.param)
     seed = int(os.environ.get("RESIDENT_TEST_SEED") or np.random.SeedSequence().entropy % 2**31)
     print(f"tiny {quant}: RESIDENT_TEST_SEED={seed}")
     rng = np.random.default_rng(seed)
-    path = synth_model("tiny", quant, seed)
+    path = synth_model(preset, quant, seed)
     model = rf.GGUFModel(path)
     out = tmp_path_factory.mktemp("logits") / "logits.bin"
     runs = []
