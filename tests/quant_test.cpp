@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "quant/block_formats.h"
@@ -408,6 +409,52 @@ TEST(QuantMatmul, BitIdenticalToScalarReference) {
 // The reference itself follows the spec's order: the sum is sequential over blocks (checked
 // against an explicit loop over block_partial_reference, which a pairwise or vectorized sum
 // would not match on random data), and each Q4_K partial is the written formula.
+// The batched path (n_tokens >= detail::kBatchedMinTokens, matmul_int8.cpp "lane = token")
+// == scalar reference, bit for bit, where its tiling has edges: token counts that leave a
+// partial group of 8 and group counts that are not a multiple of 4 (the one-group remainder
+// kernel), n = 8960 where the token tile holds only 4 groups (several tiles, the last one
+// partial), row ranges that do not start at 0, and Q4_0 / Q5_0 rows with a partial step of blocks.
+// Every format the batched path takes (Q4_K, Q5_K, Q6_K, Q4_0, Q5_0) and one it does not (Q8_0,
+// per-row kernel).
+TEST(QuantMatmul, BatchedBitIdenticalToScalarReference) {
+  struct Case {
+    Type type;
+    int64_t n;
+  };
+  const Case cases[] = {{Type::Q4_K, 1536},    {Type::Q4_K, 8960}, {Type::Q5_K, 1536},
+                        {Type::Q6_K, 1536},    {Type::Q6_K, 8960}, {Type::Q4_0, 32 * 13},
+                        {Type::Q5_0, 32 * 13}, {Type::Q4_0, 1536}, {Type::Q8_0, 1536}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::string(type_info(c.type).name) + " n=" + std::to_string(c.n));
+    const int64_t rows = 13, nb = c.n / 32;
+    const auto w = random_rows(c.type, rows, c.n);
+    const size_t rb = row_bytes(type_info(c.type), c.n);
+    for (int n_tokens : {4, 8, 17, 40}) {
+      const auto xq = random_activations(c.n, n_tokens, nullptr);
+      for (auto [r0, r1] : {std::pair<int64_t, int64_t>{0, rows}, {3, 12}}) {
+        const int64_t stride = rows + 2;
+        std::vector<float> out(static_cast<size_t>(stride * n_tokens), NAN);
+        matmul_rows(c.type, w.data(), c.n, xq.data(), nullptr, n_tokens, out.data(), stride, r0,
+                    r1);
+        for (int t = 0; t < n_tokens; ++t) {
+          for (int64_t r = 0; r < stride; ++r) {
+            const float got = out[t * stride + r];
+            if (r < r0 || r >= r1) {
+              ASSERT_TRUE(std::isnan(got)) << "wrote outside the row range: row " << r;
+              continue;
+            }
+            const float ref =
+                dot_row_reference(c.type, w.data() + r * rb, xq.data() + t * nb, nullptr, c.n);
+            ASSERT_EQ(numerics::float_to_bits(got), numerics::float_to_bits(ref))
+                << "tokens=" << n_tokens << " row " << r << " token " << t << " got " << got
+                << " ref " << ref;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(QuantReference, SequentialSumOfPartials) {
   for (Type type : kQuantTypes) {
     SCOPED_TRACE(type_info(type).name);

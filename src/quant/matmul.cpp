@@ -79,6 +79,10 @@ void matmul_rows(Type type, const void* w, int64_t n, const numerics::ActBlock* 
   const auto* bytes = static_cast<const uint8_t*>(w);
   const size_t rb = row_bytes(info, n);
   if (int8) {
+    if (detail::matmul_int8_batched(type, bytes, rb, xq, n, n_tokens, out, out_stride, row_begin,
+                                    row_end)) {
+      return;
+    }
     const detail::ActPack& act = detail::pack_activations(xq, n, n_tokens, type == Type::Q6_K);
     detail::matmul_int8(type, bytes, rb, act, out, out_stride, row_begin, row_end);
   } else {

@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "quant/block_formats.h"
 #include "quant/dot_reference.h"
@@ -135,27 +136,30 @@ struct FormatQ4K {
       w.q[2 * c] = _mm256_and_si256(v, lo4);
       w.q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
     }
-    scales(b->d, b->dmin, b->scales, w.dsc, w.dmm);
+    scales(p, w.dsc, w.dmm);
   }
-  static void scales(uint16_t d16, uint16_t dmin16, const uint8_t* packed, __m256& dsc,
-                     __m256& dmm) {
-    // unpack_scales_k4 in registers (a 16-byte reload of four 4-byte stores would stall on
-    // store forwarding).
-    constexpr uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
-    uint32_t u0, u1, u2;
-    std::memcpy(&u0, packed, 4);
-    std::memcpy(&u1, packed + 4, 4);
-    std::memcpy(&u2, packed + 8, 4);
-    const uint32_t m_hi = ((u2 >> 4) & kmask2) | (((u1 >> 6) & kmask3) << 4);
-    const uint32_t m_lo = u1 & kmask1;
-    const uint32_t sc_hi = (u2 & kmask2) | (((u0 >> 6) & kmask3) << 4);
-    const uint32_t sc_lo = u0 & kmask1;
-    const __m128i v = _mm_set_epi32(static_cast<int>(m_hi), static_cast<int>(m_lo),
-                                    static_cast<int>(sc_hi), static_cast<int>(sc_lo));
-    const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
-    const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8)));
-    dsc = _mm256_mul_ps(_mm256_set1_ps(fp16_to_float(d16)), sc);
-    dmm = _mm256_mul_ps(_mm256_set1_ps(fp16_to_float(dmin16)), m);
+  // d, dmin and the 12 packed scale bytes are the block's first 16 bytes (same in Q5_K):
+  // get_scale_min_k4 for all 8 sub-blocks with two byte shuffles and masks (the scalar uint32
+  // form plus _mm_set_epi32 cost a third of the per-row-step work of the matvec).
+  static void scales(const uint8_t* block, __m256& dsc, __m256& dmm) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block));
+    // s_i = v[4 + i]. Output bytes: [sc_0..3, sc_4..7, m_0..3, m_4..7] with
+    //   sc_j = s_j & 63, m_j = s_j+4 & 63 (j < 4);
+    //   sc_j = (s_j+4 & 15) | (s_j-4 >> 6) << 4, m_j = (s_j+4 >> 4) | (s_j >> 6) << 4 (j >= 4).
+    const __m128i a = _mm_shuffle_epi8(
+        v, _mm_setr_epi8(4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15));
+    const __m128i b = _mm_shuffle_epi8(
+        v, _mm_setr_epi8(-1, -1, -1, -1, 4, 5, 6, 7, -1, -1, -1, -1, 8, 9, 10, 11));
+    const __m128i m1 = _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0);
+    const __m128i m2 = _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15);
+    const __m128i r =
+        _mm_or_si128(_mm_or_si128(_mm_and_si128(a, m1), _mm_and_si128(_mm_srli_epi16(a, 4), m2)),
+                     _mm_and_si128(_mm_srli_epi16(b, 2), _mm_set1_epi8(0x30)));
+    const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(r));
+    const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(r, 8)));
+    const __m128 dd = _mm_cvtph_ps(v);  // lane 0 = d, lane 1 = dmin
+    dsc = _mm256_mul_ps(_mm256_broadcastss_ps(dd), sc);
+    dmm = _mm256_mul_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dd)), m);
   }
   // a.d * ((d * sc) * isum - (dmin * m) * a.sum)
   static __m256 partials(const Row& w, const StepAct& a) {
@@ -189,7 +193,7 @@ struct FormatQ5K {
       w.q[2 * c + 1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), lo4),
                                        _mm256_and_si256(h[2 * c + 1], bit4));
     }
-    FormatQ4K::scales(b->d, b->dmin, b->scales, w.dsc, w.dmm);
+    FormatQ4K::scales(p, w.dsc, w.dmm);
   }
   static __m256 partials(const Row& w, const StepAct& a) { return FormatQ4K::partials(w, a); }
 };
@@ -408,7 +412,341 @@ void run(Type type, const uint8_t* w, size_t row_bytes, const ActPack& act, floa
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Batched kernel (n_tokens >= kBatchedMinTokens): lane = token.
+//
+// The per-row kernel above spends most of its time on horizontal sums (8 block sums per row
+// step, 16 int16 lanes each). Here the activations of 8 tokens are transposed once per call so
+// that one vector holds 4 consecutive elements of each of 8 tokens (TokAct below), and a row's
+// 4 weight bytes are broadcast: vpmaddubsw then yields, per token, pair sums of one block only,
+// and the block sum is plain vertical int16 adds over the 8 element quads of the block plus one
+// vpmaddwd. No shuffles in the inner loop; the float partial formula runs with lane = token
+// (operations in the spec's order), and each (row, token) running sum takes p_0, p_1, ... in
+// order. The weights of a few rows are decoded (nibbles -> bytes, scales -> floats) into a
+// per-thread scratch once per token tile.
+//
+// int16 headroom of the vertical adds (per lane: one token, two products):
+//   Q4_K, Q4_0: 8 quads summed: 8 * 3810 = 30480;  Q5_K, Q5_0: 4 quads: 4 * 7874 = 31496;
+//   Q6_K: 2 quads: 2 * 16002 = 32004; each group then widened by vpmaddwd.
+
+constexpr int kTokLanes = 8;       // tokens per vector
+constexpr int kRowBlock = 1;       // rows sharing each activation load
+constexpr int kGroupBlockMax = 4;  // token groups sharing each weight broadcast
+
+// Activations of ceil(n_tokens / 8) groups of 8 tokens; missing tokens are zero (their lanes
+// are computed and never stored).
+struct TokAct {
+  int64_t nb = 0;
+  int n_groups = 0;
+  const int8_t* q = nullptr;      // [g][j][k][t][4]: elements 4k..4k+3 of block j, token t
+  const float* d = nullptr;       // [g][j][t] a.d
+  const float* sumf = nullptr;    // [g][j][t] (float)a.sum
+  const int32_t* sumi = nullptr;  // [g][j][t] a.sum
+  const int32_t* hs = nullptr;    // [g][j][t] (int16 sum of q[0..15]) | (sum of q[16..31]) << 16
+};
+
+const TokAct& pack_tok_act(const numerics::ActBlock* xq, int64_t nb, int n_tokens) {
+  thread_local std::vector<uint8_t> storage;
+  thread_local TokAct pack;
+  const int ng = (n_tokens + kTokLanes - 1) / kTokLanes;
+  const size_t blocks = static_cast<size_t>(ng) * static_cast<size_t>(nb);
+  const size_t q_bytes = blocks * 256, p_bytes = blocks * 32;
+  const size_t total = q_bytes + 4 * p_bytes + 64;
+  if (storage.size() < total) storage.resize(total);
+  uint8_t* base = storage.data();
+  base += (32 - reinterpret_cast<uintptr_t>(base) % 32) % 32;
+  auto* q = reinterpret_cast<int8_t*>(base);
+  auto* d = reinterpret_cast<float*>(base + q_bytes);
+  auto* sumf = reinterpret_cast<float*>(base + q_bytes + p_bytes);
+  auto* sumi = reinterpret_cast<int32_t*>(base + q_bytes + 2 * p_bytes);
+  auto* hs = reinterpret_cast<int32_t*>(base + q_bytes + 3 * p_bytes);
+  for (int g = 0; g < ng; ++g) {
+    const int nt = std::min(kTokLanes, n_tokens - g * kTokLanes);
+    for (int64_t j = 0; j < nb; ++j) {
+      const size_t gj = static_cast<size_t>(g) * nb + j;
+      __m256 v[8];
+      for (int t = 0; t < kTokLanes; ++t) {
+        if (t < nt) {
+          const numerics::ActBlock& a = xq[(static_cast<int64_t>(g) * kTokLanes + t) * nb + j];
+          v[t] = _mm256_castsi256_ps(load256(a.q));
+          d[gj * 8 + t] = a.d;
+          sumf[gj * 8 + t] = static_cast<float>(a.sum);
+          sumi[gj * 8 + t] = a.sum;
+          int lo = 0, hi = 0;
+          for (int i = 0; i < 16; ++i) {
+            lo += a.q[i];
+            hi += a.q[i + 16];
+          }
+          hs[gj * 8 + t] =
+              static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint16_t>(lo)) |
+                                   (static_cast<uint32_t>(static_cast<uint16_t>(hi)) << 16));
+        } else {
+          v[t] = _mm256_setzero_ps();
+          d[gj * 8 + t] = 0.0f;
+          sumf[gj * 8 + t] = 0.0f;
+          sumi[gj * 8 + t] = 0;
+          hs[gj * 8 + t] = 0;
+        }
+      }
+      __m256 o[8];
+      transpose8(v, o);  // o[k] lane t = 32-bit word k of token t
+      for (int k = 0; k < 8; ++k)
+        _mm256_store_ps(reinterpret_cast<float*>(q + gj * 256 + 32 * k), o[k]);
+    }
+  }
+  pack = TokAct{nb, ng, q, d, sumf, sumi, hs};
+  return pack;
+}
+
+// Decoded rows: q[j][32] unsigned weight bytes of block j in element order, plus per-block
+// parameters whose meaning depends on the format (see BatchedKind).
+struct DecodedRows {
+  int64_t nb = 0;
+  uint8_t* q = nullptr;   // [row][nb][32]
+  float* fa = nullptr;    // [row][nb]
+  float* fb = nullptr;    // [row][nb]
+  int32_t* ia = nullptr;  // [row][nb]
+  int32_t* ib = nullptr;  // [row][nb]
+  int32_t* ic = nullptr;  // [row][nb]
+};
+
+enum class BatchedKind { K4, K5, Q6K, Q40, Q50 };
+
+// Decode one row (all steps) into slot `slot` of the scratch.
+//   K4/K5: fa = d * sc_j, fb = dmin * m_j
+//   Q6K:   fa = d; ia = sc_2j in both int16 halves, ib = sc_2j+1 in both, ic = sc_2j | sc_2j+1 <<
+//   16 Q40/Q50: fa = d_w
+template <BatchedKind K>
+void decode_row(const uint8_t* row, DecodedRows& s, int slot) {
+  const int64_t nb = s.nb;
+  uint8_t* q = s.q + static_cast<size_t>(slot) * nb * 32;
+  float* fa = s.fa + slot * nb;
+  float* fb = s.fb + slot * nb;
+  for (int64_t st = 0; st < nb / 8; ++st) {
+    if constexpr (K == BatchedKind::K4 || K == BatchedKind::K5) {
+      using F = std::conditional_t<K == BatchedKind::K4, FormatQ4K, FormatQ5K>;
+      typename F::Row w;
+      F::decode(row + st * F::kStepBytes, w);
+      for (int j = 0; j < 8; ++j)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 256 * st + 32 * j), w.q[j]);
+      _mm256_storeu_ps(fa + 8 * st, w.dsc);
+      _mm256_storeu_ps(fb + 8 * st, w.dmm);
+    } else if constexpr (K == BatchedKind::Q6K) {
+      FormatQ6K::Row w;
+      FormatQ6K::decode(row + st * FormatQ6K::kStepBytes, w);
+      for (int j = 0; j < 8; ++j)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 256 * st + 32 * j), w.q[j]);
+      _mm256_storeu_ps(fa + 8 * st, w.d);
+      const auto* b = reinterpret_cast<const BlockQ6_K*>(row + st * FormatQ6K::kStepBytes);
+      for (int j = 0; j < 8; ++j) {
+        const uint32_t lo = static_cast<uint16_t>(static_cast<int16_t>(b->scales[2 * j]));
+        const uint32_t hi = static_cast<uint16_t>(static_cast<int16_t>(b->scales[2 * j + 1]));
+        s.ia[slot * nb + 8 * st + j] = static_cast<int32_t>(lo | lo << 16);
+        s.ib[slot * nb + 8 * st + j] = static_cast<int32_t>(hi | hi << 16);
+        s.ic[slot * nb + 8 * st + j] = static_cast<int32_t>(lo | hi << 16);
+      }
+    } else {
+      using F = FormatQx0<K == BatchedKind::Q40 ? 8 : 16>;
+      typename F::Row w;
+      F::decode(row + st * F::kStepBytes, w);
+      for (int j = 0; j < 8; ++j)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 256 * st + 32 * j), w.q[j]);
+      _mm256_storeu_ps(fa + 8 * st, w.dw);
+    }
+  }
+  if constexpr (K == BatchedKind::Q40 || K == BatchedKind::Q50) {
+    // Blocks past the last whole step: decode the block alone (through a one-block copy so the
+    // 8-block decoder never reads past the row).
+    using Block = std::conditional_t<K == BatchedKind::Q40, BlockQ4_0, BlockQ5_0>;
+    using F = FormatQx0<K == BatchedKind::Q40 ? 8 : 16>;
+    for (int64_t j = nb / 8 * 8; j < nb; ++j) {
+      Block tmp[8] = {};
+      std::memcpy(&tmp[0], row + j * sizeof(Block), sizeof(Block));
+      typename F::Row w;
+      F::decode(reinterpret_cast<const uint8_t*>(tmp), w);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 32 * j), w.q[0]);
+      fa[j] = _mm256_cvtss_f32(w.dw);
+    }
+  }
+}
+
+inline __m256i bcast32(const void* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+// Exact integer block dot (lane = token) of block j for kRowBlock rows x kGroupBlock groups,
+// then the float partial, added to sum[r][g].
+template <BatchedKind K, int kGroupBlock>
+inline void batched_block(const DecodedRows& s, int slot0, const TokAct& act, int g0, int64_t j,
+                          __m256 (&sum)[kRowBlock][kGroupBlock]) {
+  const int64_t nb = s.nb;
+  const uint8_t* wq[kRowBlock];
+  for (int r = 0; r < kRowBlock; ++r) wq[r] = s.q + (static_cast<size_t>(slot0 + r) * nb + j) * 32;
+  const int8_t* aq[kGroupBlock];
+  for (int g = 0; g < kGroupBlock; ++g)
+    aq[g] = act.q + (static_cast<size_t>(g0 + g) * nb + j) * 256;
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i isum[kRowBlock][kGroupBlock];
+  constexpr int kSpan = K == BatchedKind::K4 || K == BatchedKind::Q40 ? 8
+                        : K == BatchedKind::Q6K                       ? 2
+                                                                      : 4;
+  // Per row: the 8 weight quads broadcast once, then one vpmaddubsw chain per token group with
+  // the activations as memory operands (keeps the live registers few enough not to spill).
+  for (int r = 0; r < kRowBlock; ++r) {
+    __m256i wv[8];
+    for (int k = 0; k < 8; ++k) wv[k] = bcast32(wq[r] + 4 * k);
+    for (int g = 0; g < kGroupBlock; ++g) {
+      for (int k0 = 0; k0 < 8; k0 += kSpan) {
+        __m256i acc = _mm256_maddubs_epi16(wv[k0], load256(aq[g] + 32 * k0));
+        for (int k = k0 + 1; k < k0 + kSpan; ++k) {
+          acc = _mm256_add_epi16(acc, _mm256_maddubs_epi16(wv[k], load256(aq[g] + 32 * k)));
+        }
+        __m256i mul = ones;
+        if constexpr (K == BatchedKind::Q6K) {
+          // Quads 0..3 are the first 16-half (scale sc_2j), 4..7 the second (sc_2j+1).
+          mul = _mm256_set1_epi32(k0 < 4 ? s.ia[(slot0 + r) * nb + j] : s.ib[(slot0 + r) * nb + j]);
+        }
+        const __m256i wide = _mm256_madd_epi16(acc, mul);
+        isum[r][g] = k0 == 0 ? wide : _mm256_add_epi32(isum[r][g], wide);
+      }
+    }
+  }
+  for (int g = 0; g < kGroupBlock; ++g) {
+    const size_t pj = (static_cast<size_t>(g0 + g) * nb + j) * 8;
+    const __m256 ad = _mm256_load_ps(act.d + pj);
+    for (int r = 0; r < kRowBlock; ++r) {
+      const int64_t rj = (slot0 + r) * nb + j;
+      __m256 p;
+      if constexpr (K == BatchedKind::K4 || K == BatchedKind::K5) {
+        // a.d * ((d * sc) * isum - (dmin * m) * a.sum)
+        const __m256 t1 = _mm256_mul_ps(_mm256_set1_ps(s.fa[rj]), _mm256_cvtepi32_ps(isum[r][g]));
+        const __m256 t2 = _mm256_mul_ps(_mm256_set1_ps(s.fb[rj]), _mm256_load_ps(act.sumf + pj));
+        p = _mm256_mul_ps(ad, _mm256_sub_ps(t1, t2));
+      } else if constexpr (K == BatchedKind::Q6K) {
+        // isum = sum_h sc_h * (sum q a - 32 * halfsum_h); a.d * (d * (float)isum)
+        const __m256i off =
+            _mm256_madd_epi16(_mm256_set1_epi32(s.ic[rj]),
+                              _mm256_load_si256(reinterpret_cast<const __m256i*>(act.hs + pj)));
+        const __m256i is = _mm256_sub_epi32(isum[r][g], _mm256_slli_epi32(off, 5));
+        p = _mm256_mul_ps(ad, _mm256_mul_ps(_mm256_set1_ps(s.fa[rj]), _mm256_cvtepi32_ps(is)));
+      } else {
+        // (d_w * a.d) * (float)(isum - offset * a.sum)
+        constexpr int kShift = K == BatchedKind::Q40 ? 3 : 4;
+        const __m256i is = _mm256_sub_epi32(
+            isum[r][g],
+            _mm256_slli_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(act.sumi + pj)),
+                              kShift));
+        p = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(s.fa[rj]), ad), _mm256_cvtepi32_ps(is));
+      }
+      sum[r][g] = _mm256_add_ps(sum[r][g], p);
+    }
+  }
+}
+
+// Rows [0, nr_pad) of the decoded chunk x groups [g0, g0 + kGroupBlock): every (row, token)
+// sum over all blocks in order, then the stores of the real rows and tokens.
+template <BatchedKind K, int kGroupBlock>
+void batched_groups(const DecodedRows& s, const TokAct& act, int g0, int nr, int nr_pad, int64_t r0,
+                    int n_tokens, float* out, int64_t out_stride) {
+  for (int rr = 0; rr < nr_pad; rr += kRowBlock) {
+    __m256 sum[kRowBlock][kGroupBlock];
+    for (auto& row : sum)
+      for (auto& v : row) v = _mm256_setzero_ps();
+    for (int64_t j = 0; j < s.nb; ++j) batched_block<K, kGroupBlock>(s, rr, act, g0, j, sum);
+    for (int g = 0; g < kGroupBlock; ++g) {
+      const int grp = g0 + g;
+      const int nt = std::min(kTokLanes, n_tokens - grp * kTokLanes);
+      for (int r = 0; r < kRowBlock && rr + r < nr; ++r) {
+        alignas(32) float v[8];
+        _mm256_store_ps(v, sum[r][g]);
+        for (int t = 0; t < nt; ++t) {
+          out[static_cast<int64_t>(grp * kTokLanes + t) * out_stride + r0 + rr + r] = v[t];
+        }
+      }
+    }
+  }
+}
+
+template <BatchedKind K>
+void run_batched(const uint8_t* w, size_t row_bytes, const numerics::ActBlock* xq, int64_t n,
+                 int n_tokens, float* out, int64_t out_stride, int64_t row_begin, int64_t row_end) {
+  const int64_t nb = n / 32;
+  const TokAct& act = pack_tok_act(xq, nb, n_tokens);
+  // Token tile: the groups whose packed activations fit in about half of L2 (512 KiB on Zen 3),
+  // rounded to kGroupBlockMax; each decoded row is reused for every group of the tile.
+  const size_t group_bytes = static_cast<size_t>(nb) * (256 + 2 * 32);
+  int tile_groups = static_cast<int>(std::max<size_t>(1, (256u << 10) / group_bytes));
+  tile_groups = std::max(kGroupBlockMax, tile_groups / kGroupBlockMax * kGroupBlockMax);
+  // Rows decoded at once: a multiple of kRowBlock (missing rows of the range repeat the last one,
+  // computed and not stored).
+  constexpr int kChunkRows = 8;
+  thread_local std::vector<uint8_t> storage;
+  const size_t q_bytes = static_cast<size_t>(kChunkRows) * nb * 32;
+  const size_t p_bytes = static_cast<size_t>(kChunkRows) * nb * 4;
+  if (storage.size() < q_bytes + 5 * p_bytes + 64) storage.resize(q_bytes + 5 * p_bytes + 64);
+  uint8_t* base = storage.data();
+  base += (32 - reinterpret_cast<uintptr_t>(base) % 32) % 32;
+  DecodedRows s{nb,
+                base,
+                reinterpret_cast<float*>(base + q_bytes),
+                reinterpret_cast<float*>(base + q_bytes + p_bytes),
+                reinterpret_cast<int32_t*>(base + q_bytes + 2 * p_bytes),
+                reinterpret_cast<int32_t*>(base + q_bytes + 3 * p_bytes),
+                reinterpret_cast<int32_t*>(base + q_bytes + 4 * p_bytes)};
+  const int ng = act.n_groups;
+  for (int gt = 0; gt < ng; gt += tile_groups) {
+    const int gt_end = std::min(ng, gt + tile_groups);
+    for (int64_t r0 = row_begin; r0 < row_end; r0 += kChunkRows) {
+      const int nr = static_cast<int>(std::min<int64_t>(kChunkRows, row_end - r0));
+      const int nr_pad = (nr + kRowBlock - 1) / kRowBlock * kRowBlock;
+      for (int r = 0; r < nr_pad; ++r) {
+        decode_row<K>(w + static_cast<size_t>(r0 + std::min(r, nr - 1)) * row_bytes, s, r);
+      }
+      // Groups kGroupBlockMax at a time, the rest of the tile one at a time.
+      int g0 = gt;
+      for (; g0 + kGroupBlockMax <= gt_end; g0 += kGroupBlockMax) {
+        batched_groups<K, kGroupBlockMax>(s, act, g0, nr, nr_pad, r0, n_tokens, out, out_stride);
+      }
+      for (; g0 < gt_end; ++g0) {
+        batched_groups<K, 1>(s, act, g0, nr, nr_pad, r0, n_tokens, out, out_stride);
+      }
+    }
+  }
+}
+
 }  // namespace
+
+bool matmul_int8_batched(Type type, const uint8_t* w, size_t row_bytes,
+                         const numerics::ActBlock* xq, int64_t n, int n_tokens, float* out,
+                         int64_t out_stride, int64_t row_begin, int64_t row_end) {
+  if (n_tokens < kBatchedMinTokens) return false;
+  switch (type) {
+    case Type::Q4_K:
+      run_batched<BatchedKind::K4>(w, row_bytes, xq, n, n_tokens, out, out_stride, row_begin,
+                                   row_end);
+      return true;
+    case Type::Q5_K:
+      run_batched<BatchedKind::K5>(w, row_bytes, xq, n, n_tokens, out, out_stride, row_begin,
+                                   row_end);
+      return true;
+    case Type::Q6_K:
+      run_batched<BatchedKind::Q6K>(w, row_bytes, xq, n, n_tokens, out, out_stride, row_begin,
+                                    row_end);
+      return true;
+    case Type::Q4_0:
+      run_batched<BatchedKind::Q40>(w, row_bytes, xq, n, n_tokens, out, out_stride, row_begin,
+                                    row_end);
+      return true;
+    case Type::Q5_0:
+      run_batched<BatchedKind::Q50>(w, row_bytes, xq, n, n_tokens, out, out_stride, row_begin,
+                                    row_end);
+      return true;
+    default:
+      return false;
+  }
+}
 
 void matmul_int8(Type type, const uint8_t* w, size_t row_bytes, const ActPack& act, float* out,
                  int64_t out_stride, int64_t row_begin, int64_t row_end) {

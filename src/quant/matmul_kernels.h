@@ -39,6 +39,14 @@ const ActPack& pack_activations(const numerics::ActBlock* xq, int64_t n, int n_t
 void matmul_int8(Type type, const uint8_t* w, size_t row_bytes, const ActPack& act, float* out,
                  int64_t out_stride, int64_t row_begin, int64_t row_end);
 
+// Batched path for n_tokens >= kBatchedMinTokens (Q4_K, Q5_K, Q6_K, Q4_0, Q5_0): packs the
+// activations itself (lane = token layout). Returns false, doing nothing, when it does not
+// apply (other types, fewer tokens); the caller then uses matmul_int8.
+inline constexpr int kBatchedMinTokens = 4;
+bool matmul_int8_batched(Type type, const uint8_t* w, size_t row_bytes,
+                         const numerics::ActBlock* xq, int64_t n, int n_tokens, float* out,
+                         int64_t out_stride, int64_t row_begin, int64_t row_end);
+
 void matmul_float(Type type, const uint8_t* w, size_t row_bytes, int64_t n, const float* xf,
                   int n_tokens, float* out, int64_t out_stride, int64_t row_begin, int64_t row_end);
 
