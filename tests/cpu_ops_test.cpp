@@ -130,6 +130,29 @@ TEST(CpuOps, AttentionHeadEqualsSoftmaxWeightedValues) {
   }
 }
 
+TEST(CpuOps, VectorAttentionEqualsScalarSpecBitForBit) {
+  std::mt19937 rng(std::random_device{}());
+  for (int head_dim : {64, 128, 256}) {
+    for (int n_pos : {1, 7, 31, 32, 33, 255, 256, 257, 600}) {
+      const int stride = head_dim * 3;  // K/V rows of several heads, as in the cache
+      const std::vector<float> q = random_vector(rng, head_dim, 2.0f);
+      std::vector<uint16_t> k(static_cast<size_t>(n_pos) * stride), v(k.size());
+      const std::vector<float> kf = random_vector(rng, k.size()), vf = random_vector(rng, v.size());
+      for (size_t i = 0; i < k.size(); ++i) k[i] = float_to_half(kf[i]), v[i] = float_to_half(vf[i]);
+      for (int t = 0; t < n_pos; ++t)
+        ASSERT_EQ(bits(dot_head(q.data(), &k[t * stride], head_dim)),
+                  bits(dot_head_reference(q.data(), &k[t * stride], head_dim)));
+      std::vector<float> scratch(n_pos), got(head_dim, NAN), want(head_dim, NAN);
+      attention_head(q.data(), k.data(), v.data(), n_pos, head_dim, stride, 0.09f, scratch.data(),
+                     got.data());
+      attention_head_reference(q.data(), k.data(), v.data(), n_pos, head_dim, stride, 0.09f,
+                               scratch.data(), want.data());
+      for (int d = 0; d < head_dim; ++d)
+        ASSERT_EQ(bits(got[d]), bits(want[d])) << "head_dim " << head_dim << " n_pos " << n_pos << " d " << d;
+    }
+  }
+}
+
 TEST(CpuOps, HalfConversionRoundsToNearestEven) {
   EXPECT_EQ(float_to_half(1.0f), 0x3C00);
   EXPECT_EQ(float_to_half(65504.0f), 0x7BFF);

@@ -196,7 +196,9 @@ void CpuBackend::forward(std::span<const int32_t> tokens, bool all_logits) {
       rmsnorm({&x_[t * d], size_t(d)}, f32_span(L.ffn_norm), cfg_.rms_eps, {&h_[t * d], size_t(d)});
     matmul(L.w_gate, h_.data(), n, gate_.data());
     matmul(L.w_up, h_.data(), n, up_.data());
-    swiglu(gate_.data(), up_.data(), gate_.data(), static_cast<int64_t>(n) * ff);
+    pool_.parallel_for(static_cast<int64_t>(n) * ff, [&](int64_t b, int64_t e) {
+      swiglu(gate_.data() + b, up_.data() + b, gate_.data() + b, e - b);
+    }, /*grain=*/256);
     matmul(L.w_down, gate_.data(), n, proj_.data());
     add_inplace(x_.data(), proj_.data(), static_cast<int64_t>(n) * d);
     hook("ffn_residual", il, x_.data(), x_.size());

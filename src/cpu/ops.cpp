@@ -71,6 +71,31 @@ uint16_t float_to_half(float f) {
 float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
 
 float dot_head(const float* q, const uint16_t* k, int head_dim) {
+  // The 32 lane partials of the spec live in four 8-wide vectors (lanes 8j..8j+7 in acc[j]);
+  // element d = 32c + l goes to lane l. Products are rounded, then added (no fused multiply-add).
+  __m256 acc[4];
+  for (int j = 0; j < 4; ++j) {
+    const __m256 kv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k + 8 * j)));
+    acc[j] = _mm256_mul_ps(_mm256_loadu_ps(q + 8 * j), kv);
+  }
+  for (int c = 32; c < head_dim; c += 32) {
+    for (int j = 0; j < 4; ++j) {
+      const __m256 kv =
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k + c + 8 * j)));
+      acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(_mm256_loadu_ps(q + c + 8 * j), kv));
+    }
+  }
+  // Tree s = 16, 8 (whole vectors), then 4, 2, 1 inside the vector.
+  const __m256 s16a = _mm256_add_ps(acc[0], acc[2]);
+  const __m256 s16b = _mm256_add_ps(acc[1], acc[3]);
+  const __m256 s8 = _mm256_add_ps(s16a, s16b);
+  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+  const __m128 s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
+  return _mm_cvtss_f32(s1);
+}
+
+float dot_head_reference(const float* q, const uint16_t* k, int head_dim) {
   float lane[32];
   for (int l = 0; l < 32; ++l) {
     float acc = q[l] * half_to_float(k[l]);
@@ -113,6 +138,51 @@ void attention_head(const float* q, const uint16_t* k, const uint16_t* v, int n_
   float m = -INFINITY;
   for (int t = 0; t < n_pos; ++t) {
     scratch[t] = dot_head(q, k + static_cast<size_t>(t) * row_stride, head_dim) * kq_scale;
+    m = scratch[t] > m ? scratch[t] : m;
+  }
+  for (int t = 0; t < n_pos; ++t) scratch[t] = numerics::exp_canonical(scratch[t] - m);
+  const float denom = possum(n_pos, [&](int t) { return scratch[t]; });
+
+  // possum of e_t * v_{t,d} for every d at once: the spec's per-d order (lane l of chunk c sums
+  // t = 256c + l + 32i in i order from 0.0f, tree over lanes, chunks in order) with d across
+  // the vector lanes. head_dim <= 256 (checked at model load).
+  constexpr int kMaxHeadDim = 256;
+  alignas(32) float lanes[32][kMaxHeadDim];
+  alignas(32) float total[kMaxHeadDim];
+  for (int d = 0; d < head_dim; ++d) total[d] = 0.0f;
+  for (int c = 0; c * 256 < n_pos; ++c) {
+    for (int l = 0; l < 32; ++l) {
+      float* acc = lanes[l];
+      for (int d = 0; d < head_dim; d += 8) _mm256_store_ps(acc + d, _mm256_setzero_ps());
+      for (int i = 0; i < 8; ++i) {
+        const int t = c * 256 + l + 32 * i;
+        if (t >= n_pos) break;
+        const __m256 e = _mm256_set1_ps(scratch[t]);
+        const uint16_t* vt = v + static_cast<size_t>(t) * row_stride;
+        for (int d = 0; d < head_dim; d += 8) {
+          const __m256 vv =
+              _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(vt + d)));
+          _mm256_store_ps(acc + d, _mm256_add_ps(_mm256_load_ps(acc + d), _mm256_mul_ps(e, vv)));
+        }
+      }
+    }
+    for (int s = 16; s >= 1; s /= 2)
+      for (int l = 0; l < s; ++l)
+        for (int d = 0; d < head_dim; d += 8)
+          _mm256_store_ps(lanes[l] + d, _mm256_add_ps(_mm256_load_ps(lanes[l] + d),
+                                                      _mm256_load_ps(lanes[l + s] + d)));
+    for (int d = 0; d < head_dim; d += 8)
+      _mm256_store_ps(total + d, _mm256_add_ps(_mm256_load_ps(total + d), _mm256_load_ps(lanes[0] + d)));
+  }
+  for (int d = 0; d < head_dim; ++d) out[d] = total[d] / denom;
+}
+
+void attention_head_reference(const float* q, const uint16_t* k, const uint16_t* v, int n_pos,
+                              int head_dim, int row_stride, float kq_scale, float* scratch,
+                              float* out) {
+  float m = -INFINITY;
+  for (int t = 0; t < n_pos; ++t) {
+    scratch[t] = dot_head_reference(q, k + static_cast<size_t>(t) * row_stride, head_dim) * kq_scale;
     m = scratch[t] > m ? scratch[t] : m;
   }
   for (int t = 0; t < n_pos; ++t) scratch[t] = numerics::exp_canonical(scratch[t] - m);

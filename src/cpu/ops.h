@@ -26,12 +26,18 @@ uint16_t float_to_half(float f);
 float half_to_float(uint16_t h);
 
 // Canonical dot of two head_dim = 32*m vectors, q float, k fp16 (dot128 in the spec).
+// AVX2; dot_head_reference is the scalar statement of the spec it must equal bit for bit.
 float dot_head(const float* q, const uint16_t* k, int head_dim);
+float dot_head_reference(const float* q, const uint16_t* k, int head_dim);
 
 // Attention of one query head over positions [0, n_pos): k and v rows of head_dim fp16 with
 // a stride of `row_stride` halves between positions. `scratch` holds n_pos floats.
+// head_dim must be a multiple of 32 and at most 256. attention_head_reference: scalar spec.
 void attention_head(const float* q, const uint16_t* k, const uint16_t* v, int n_pos,
                     int head_dim, int row_stride, float kq_scale, float* scratch, float* out);
+void attention_head_reference(const float* q, const uint16_t* k, const uint16_t* v, int n_pos,
+                              int head_dim, int row_stride, float kq_scale, float* scratch,
+                              float* out);
 
 // h[i] = silu(g[i]) * u[i].
 void swiglu(const float* g, const float* u, float* h, int64_t n);
