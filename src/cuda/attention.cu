@@ -8,10 +8,13 @@
 // Chunks beyond the live positions exit at once, so a grid sized for n_ctx costs little.
 #include <cuda_fp16.h>
 
+#include <cstdint>
 #include <string>
 
 #include "cuda/attention.cuh"
 #include "cuda/cuda_check.h"
+#include "cuda/legacy_switch.h"
+#include "cuda/pdl.cuh"
 #include "numerics/canonical.h"
 #include "util/error.h"
 
@@ -35,8 +38,8 @@ struct Dims {
 };
 
 __global__ void __launch_bounds__(256)
-    scores_kernel(const float* __restrict__ q, const uint16_t* __restrict__ k_cache,
-                  const int* __restrict__ pos, Dims d, float* scores, float* chunk_max) {
+    scores_legacy_kernel(const float* __restrict__ q, const uint16_t* __restrict__ k_cache,
+                         const int* __restrict__ pos, Dims d, float* scores, float* chunk_max) {
   const int c = blockIdx.x, h = blockIdx.y, tok = blockIdx.z;
   const int n_pos = *pos + tok + 1;
   if (c * kAttnChunk >= n_pos) return;
@@ -74,9 +77,10 @@ __global__ void __launch_bounds__(256)
 }
 
 __global__ void __launch_bounds__(256)
-    chunk_sums_kernel(const uint16_t* __restrict__ v_cache, const int* __restrict__ pos, Dims d,
-                      const float* __restrict__ scores, const float* __restrict__ chunk_max,
-                      float* chunk_den, float* chunk_val) {
+    chunk_sums_legacy_kernel(const uint16_t* __restrict__ v_cache, const int* __restrict__ pos,
+                             Dims d, const float* __restrict__ scores,
+                             const float* __restrict__ chunk_max, float* chunk_den,
+                             float* chunk_val) {
   const int c = blockIdx.x, h = blockIdx.y, tok = blockIdx.z;
   const int n_pos = *pos + tok + 1;
   if (c * kAttnChunk >= n_pos) return;
@@ -137,9 +141,168 @@ __global__ void __launch_bounds__(256)
     chunk_val[(th * d.n_chunks + c) * d.head_dim + dim] = part[0][dim];
 }
 
+// Fast pass 1: one THREAD per position (256 per block), so a chunk's 256 dot products run in
+// parallel instead of 32 after each other per warp. The thread forms the spec's 32 lane partials
+// itself (partial l = q_l k_l + q_{l+32} k_{l+32} + ..., products then adds in element order),
+// then the same tree s = 16..1 in registers: the same operations in the same order as the
+// shuffle version. K rows are read as 16-byte vectors (8 halves), all of a row's loads in flight.
+template <int E>  // head_dim = 32 * E
+__global__ void __launch_bounds__(256)
+    scores_kernel(const float* __restrict__ q, const uint16_t* __restrict__ k_cache,
+                  const int* __restrict__ pos, Dims d, float* scores, float* chunk_max) {
+  pdl_trigger();
+  pdl_wait();
+  const int c = blockIdx.x, h = blockIdx.y, tok = blockIdx.z;
+  const int n_pos = *pos + tok + 1;
+  if (c * kAttnChunk >= n_pos) return;
+  __shared__ float qs[32 * E];
+  __shared__ float warp_max[kAttnChunk / 32];
+  const int64_t th = static_cast<int64_t>(tok) * d.n_heads + h;
+  for (int i = threadIdx.x; i < 32 * E; i += blockDim.x) qs[i] = q[th * (32 * E) + i];
+  __syncthreads();
+  const int t = c * kAttnChunk + threadIdx.x;
+  float best = -INFINITY;  // NaN scores are left out of the max, as in the CPU scan
+  if (t < n_pos) {
+    const uint4* kt = reinterpret_cast<const uint4*>(k_cache + (h / d.group) * (32 * E) +
+                                                     static_cast<int64_t>(t) * d.kv_stride);
+    float p[32];
+#pragma unroll
+    for (int e = 0; e < E; ++e) {
+      uint4 raw[4];  // elements 32e .. 32e + 31
+#pragma unroll
+      for (int u = 0; u < 4; ++u) raw[u] = kt[4 * e + u];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const __half2* hp = reinterpret_cast<const __half2*>(&raw[u]);
+#pragma unroll
+        for (int w = 0; w < 4; ++w) {
+          const float2 kf = __half22float2(hp[w]);  // exact
+          const int l = 8 * u + 2 * w;
+          const float a = qs[32 * e + l] * kf.x, b = qs[32 * e + l + 1] * kf.y;
+          p[l] = e == 0 ? a : p[l] + a;
+          p[l + 1] = e == 0 ? b : p[l + 1] + b;
+        }
+      }
+    }
+#pragma unroll
+    for (int lvl = 4; lvl >= 0; --lvl)  // s = 16, 8, 4, 2, 1
+#pragma unroll
+      for (int l = 0; l < (1 << lvl); ++l) p[l] = p[l] + p[l + (1 << lvl)];
+    const float sc = p[0] * d.kq_scale;
+    scores[th * d.n_ctx + t] = sc;
+    if (sc == sc) best = sc;
+  }
+  // Max over the block: exact whatever the order (no NaN, -inf for idle threads).
+  for (int s = 16; s >= 1; s /= 2) {
+    const float o = __shfl_xor_sync(kFull, best, s);
+    best = o > best ? o : best;
+  }
+  if (threadIdx.x % 32 == 0) warp_max[threadIdx.x / 32] = best;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float m = warp_max[0];
+    for (int w = 1; w < kAttnChunk / 32; ++w) m = warp_max[w] > m ? warp_max[w] : m;
+    chunk_max[th * d.n_chunks + c] = m;
+  }
+}
+
+// Fast pass 2: thread (l, g) = (tid / 8, tid % 8) owns the lane partials (l, dim) for the 4E
+// dims g * 4E .. g * 4E + 4E - 1 and walks its 8 positions t = 256c + l + 32i in i order (the
+// spec's order), with every V load of the 8 positions issued before the adds (rows past the last
+// position read the last live row and are skipped, never added). The tree over l runs per dim in
+// one thread from shared memory.
+template <int E>
+__global__ void __launch_bounds__(256)
+    chunk_sums_kernel(const uint16_t* __restrict__ v_cache, const int* __restrict__ pos, Dims d,
+                      const float* __restrict__ scores, const float* __restrict__ chunk_max,
+                      float* chunk_den, float* chunk_val) {
+  constexpr int kHd = 32 * E, kDims = 4 * E;
+  pdl_trigger();
+  pdl_wait();
+  const int c = blockIdx.x, h = blockIdx.y, tok = blockIdx.z;
+  const int n_pos = *pos + tok + 1;
+  if (c * kAttnChunk >= n_pos) return;
+  const int live_chunks = (n_pos + kAttnChunk - 1) / kAttnChunk;
+  const int64_t th = static_cast<int64_t>(tok) * d.n_heads + h;
+
+  __shared__ float e_s[kAttnChunk];
+  __shared__ float part[32][kHd + 1];
+  __shared__ float m_shared;
+  if (threadIdx.x == 0) {
+    float m = -INFINITY;
+    for (int i = 0; i < live_chunks; ++i) {
+      const float x = chunk_max[th * d.n_chunks + i];
+      m = x > m ? x : m;
+    }
+    m_shared = m;
+  }
+  __syncthreads();
+  const float m = m_shared;
+  {
+    const int t = c * kAttnChunk + threadIdx.x;
+    e_s[threadIdx.x] = t < n_pos ? numerics::exp_canonical(scores[th * d.n_ctx + t] - m) : 0.0f;
+  }
+  __syncthreads();
+
+  if (threadIdx.x < 32) {  // denominator: lane l sums t = 256c + l + 32i in i order
+    const int l = threadIdx.x;
+    float acc = 0.0f;
+    for (int i = 0; i < 8; ++i)
+      if (c * kAttnChunk + l + 32 * i < n_pos) acc = acc + e_s[l + 32 * i];
+    acc = lane_tree(acc);
+    if (l == 0) chunk_den[th * d.n_chunks + c] = acc;
+  }
+
+  const int l = threadIdx.x / 8, g = threadIdx.x % 8;
+  const uint16_t* vh = v_cache + (h / d.group) * kHd + g * kDims;
+  uint2 raw[8][E];  // 4 halves per uint2
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    int t = c * kAttnChunk + l + 32 * i;
+    t = t < n_pos ? t : n_pos - 1;
+    const uint2* vr = reinterpret_cast<const uint2*>(vh + static_cast<int64_t>(t) * d.kv_stride);
+#pragma unroll
+    for (int u = 0; u < E; ++u) raw[i][u] = vr[u];
+  }
+  float acc[kDims];
+#pragma unroll
+  for (int k = 0; k < kDims; ++k) acc[k] = 0.0f;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    if (c * kAttnChunk + l + 32 * i < n_pos) {
+      const float ei = e_s[l + 32 * i];
+#pragma unroll
+      for (int u = 0; u < E; ++u) {
+        const __half2* hp = reinterpret_cast<const __half2*>(&raw[i][u]);
+        const float2 v0 = __half22float2(hp[0]), v1 = __half22float2(hp[1]);
+        acc[4 * u + 0] = acc[4 * u + 0] + ei * v0.x;
+        acc[4 * u + 1] = acc[4 * u + 1] + ei * v0.y;
+        acc[4 * u + 2] = acc[4 * u + 2] + ei * v1.x;
+        acc[4 * u + 3] = acc[4 * u + 3] + ei * v1.y;
+      }
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < kDims; ++k) part[l][g * kDims + k] = acc[k];
+  __syncthreads();
+  // The tree over l for one dim, in place in that dim's column (one thread per column).
+  for (int dim = threadIdx.x; dim < kHd; dim += blockDim.x) {
+    for (int s = 16; s >= 1; s /= 2)
+      for (int i = 0; i < s; ++i) part[i][dim] = part[i][dim] + part[i + s][dim];
+    chunk_val[(th * d.n_chunks + c) * kHd + dim] = part[0][dim];
+  }
+}
+
+// Pass 3, plus (when out_q is set) the activation quantization of the result for the output
+// projection: the shared numerics::quantize_act_block on the same floats, one thread per block of
+// 32 dims (head_dim % 32 == 0, so a block never straddles two heads).
 __global__ void combine_kernel(const int* __restrict__ pos, Dims d,
                                const float* __restrict__ chunk_den,
-                               const float* __restrict__ chunk_val, float* out) {
+                               const float* __restrict__ chunk_val, float* out,
+                               numerics::ActBlock* out_q) {
+  __shared__ float o_s[kAttnMaxHeadDim];
+  pdl_trigger();
+  pdl_wait();
   const int h = blockIdx.x, tok = blockIdx.y;
   const int n_pos = *pos + tok + 1;
   const int live_chunks = (n_pos + kAttnChunk - 1) / kAttnChunk;
@@ -150,8 +313,25 @@ __global__ void combine_kernel(const int* __restrict__ pos, Dims d,
       den = den + chunk_den[th * d.n_chunks + c];
       val = val + chunk_val[(th * d.n_chunks + c) * d.head_dim + dim];
     }
-    out[th * d.head_dim + dim] = val / den;
+    const float o = val / den;
+    out[th * d.head_dim + dim] = o;
+    o_s[dim] = o;
   }
+  if (out_q) {
+    __syncthreads();
+    const int nb = d.head_dim / numerics::kActBlock;
+    for (int b = threadIdx.x; b < nb; b += blockDim.x)
+      numerics::quantize_act_block(o_s + b * numerics::kActBlock, out_q + th * nb + b);
+  }
+}
+
+template <int E>
+void launch_fast(const AttentionArgs& a, const AttentionScratch& s, Dims d, dim3 grid,
+                 cudaStream_t stream) {
+  launch_pdl(scores_kernel<E>, grid, dim3(256), 0, stream, a.q, a.k_cache, a.pos, d, s.scores,
+             s.chunk_max);
+  launch_pdl(chunk_sums_kernel<E>, grid, dim3(256), 0, stream, a.v_cache, a.pos, d, s.scores,
+             s.chunk_max, s.chunk_den, s.chunk_val);
 }
 
 }  // namespace
@@ -182,14 +362,46 @@ void attention(const AttentionArgs& a, const AttentionScratch& s, cudaStream_t s
   Dims d{a.n_heads, a.n_heads / a.n_kv_heads,  a.head_dim, a.kv_stride,
          s.n_ctx,   attention_chunks(s.n_ctx), a.kq_scale};
   const dim3 grid(attention_chunks(a.max_positions), a.n_heads, a.n_tokens);
-  scores_kernel<<<grid, 256, 0, stream>>>(a.q, a.k_cache, a.pos, d, s.scores, s.chunk_max);
-  CUDA_CHECK_LAUNCH();
-  chunk_sums_kernel<<<grid, 256, 0, stream>>>(a.v_cache, a.pos, d, s.scores, s.chunk_max,
-                                              s.chunk_den, s.chunk_val);
-  CUDA_CHECK_LAUNCH();
-  combine_kernel<<<dim3(a.n_heads, a.n_tokens), a.head_dim, 0, stream>>>(a.pos, d, s.chunk_den,
-                                                                         s.chunk_val, a.out);
-  CUDA_CHECK_LAUNCH();
+  // The fast kernels read K / V rows as 16- / 8-byte vectors.
+  const bool aligned = a.kv_stride % 8 == 0 && reinterpret_cast<uintptr_t>(a.k_cache) % 16 == 0 &&
+                       reinterpret_cast<uintptr_t>(a.v_cache) % 16 == 0;
+  static const bool legacy = use_legacy("attn");
+  if (legacy || !aligned) {
+    scores_legacy_kernel<<<grid, 256, 0, stream>>>(a.q, a.k_cache, a.pos, d, s.scores, s.chunk_max);
+    CUDA_CHECK_LAUNCH();
+    chunk_sums_legacy_kernel<<<grid, 256, 0, stream>>>(a.v_cache, a.pos, d, s.scores, s.chunk_max,
+                                                       s.chunk_den, s.chunk_val);
+    CUDA_CHECK_LAUNCH();
+  } else {
+    switch (a.head_dim / 32) {
+      case 1:
+        launch_fast<1>(a, s, d, grid, stream);
+        break;
+      case 2:
+        launch_fast<2>(a, s, d, grid, stream);
+        break;
+      case 3:
+        launch_fast<3>(a, s, d, grid, stream);
+        break;
+      case 4:
+        launch_fast<4>(a, s, d, grid, stream);
+        break;
+      case 5:
+        launch_fast<5>(a, s, d, grid, stream);
+        break;
+      case 6:
+        launch_fast<6>(a, s, d, grid, stream);
+        break;
+      case 7:
+        launch_fast<7>(a, s, d, grid, stream);
+        break;
+      default:
+        launch_fast<8>(a, s, d, grid, stream);
+        break;
+    }
+  }
+  launch_pdl(combine_kernel, dim3(a.n_heads, a.n_tokens), dim3(a.head_dim), 0, stream, a.pos, d,
+             s.chunk_den, s.chunk_val, a.out, a.out_q);
 }
 
 }  // namespace resident::cuda

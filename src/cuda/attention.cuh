@@ -8,6 +8,8 @@
 
 #include <cstdint>
 
+#include "numerics/canonical.h"
+
 namespace resident::cuda {
 
 inline constexpr int kAttnChunk = 256;  // positions per possum chunk (the spec's chunk)
@@ -44,6 +46,9 @@ struct AttentionArgs {
   int n_tokens = 1;
   int max_positions = 0;  // host-side upper bound of *pos + n_tokens (sizes the grid), <= n_ctx
   float* out = nullptr;   // (n_tokens, n_heads * head_dim)
+  // Optional: out quantized for the next matmul, (n_tokens, n_heads * head_dim / 32) blocks,
+  // bit-identical to quantize_activations(out) (fused into the combine pass).
+  numerics::ActBlock* out_q = nullptr;
 };
 
 void attention(const AttentionArgs& args, const AttentionScratch& scratch, cudaStream_t stream);

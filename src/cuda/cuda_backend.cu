@@ -10,6 +10,7 @@
 #include "cuda/device_buffer.h"
 #include "cuda/fault_injection.cuh"
 #include "cuda/forward.cuh"
+#include "cuda/sampler.cuh"
 #include "cuda/weight_arena.h"
 #include "engine/sampler.h"
 #include "quant/quant.h"
@@ -77,8 +78,14 @@ struct CudaBackend::Impl {
   cudaStream_t stream = nullptr;
   cudaEvent_t token_ready = nullptr;
   cudaEvent_t t_begin = nullptr, t_end = nullptr;
-  cudaGraph_t graph = nullptr;
-  cudaGraphExec_t graph_exec = nullptr;
+  // How prefill/decode pick the next id, fixed at reset: plain greedy stays on cuda::argmax;
+  // greedy with a repetition penalty and every temperature > 0 run the device sampler
+  // (cuda/sampler.cuh). One decode graph per kind, captured on first use and kept.
+  enum Pick { kArgmax = 0, kPenalizedArgmax = 1, kSample = 2, kPickKinds = 3 };
+  Pick pick = kArgmax;  // pick_for(params), set in the constructor and by reset()
+  std::unique_ptr<DeviceSampler> sampler;
+  cudaGraph_t graphs[kPickKinds] = {};
+  cudaGraphExec_t graph_execs[kPickKinds] = {};
 
   int position = 0;  // host mirror of *pos
   bool have_token = false;
@@ -108,13 +115,22 @@ struct CudaBackend::Impl {
     if (fault == Fault::htod_per_token) fault_scratch = DeviceBuffer<int32_t>(1);
     bind_weights();
     allocate_state();
-    capture_decode_graph();
+    // History capacity: one request's prompt ids + picked ids = position + number of prefills
+    // (each prefill appends its ids and one pick, each decode one pick), at most 2 n_ctx.
+    sampler = std::make_unique<DeviceSampler>(cfg.vocab_size, 2 * n_ctx + 1, stream);
+    // Like CpuBackend, a new backend samples with the default SamplerParams until reset(). The
+    // greedy graph is captured now; the others when first needed (capture_decode_graph(pick)).
+    pick = pick_for(params);
+    sampler->set_params(params, stream);
+    capture_decode_graph(kArgmax);
   }
 
   ~Impl() {
     // Destructor: release what exists, ignore errors (nothing useful to do with them here).
-    if (graph_exec) cudaGraphExecDestroy(graph_exec);
-    if (graph) cudaGraphDestroy(graph);
+    for (int p = 0; p < kPickKinds; ++p) {
+      if (graph_execs[p]) cudaGraphExecDestroy(graph_execs[p]);
+      if (graphs[p]) cudaGraphDestroy(graphs[p]);
+    }
     if (token_host) cudaFreeHost(token_host);
     if (t_begin) cudaEventDestroy(t_begin);
     if (t_end) cudaEventDestroy(t_end);
@@ -196,40 +212,41 @@ struct CudaBackend::Impl {
     return rope_table.bytes() + x.bytes() + h.bytes() + q.bytes() + k.bytes() + v.bytes() +
            attn.bytes() + gate.bytes() + up.bytes() + logits.bytes() + xq.bytes() + scores.bytes() +
            chunk_max.bytes() + chunk_den.bytes() + chunk_val.bytes() + ids.bytes() + token.bytes() +
-           pos.bytes();
+           pos.bytes() + (sampler ? sampler->bytes() : 0);
   }
 
   // The decode step: token id and position in, next id and position + 1 out, all on the device.
-  void enqueue_decode_step() {
+  void enqueue_decode_step(Pick p) {
     forward_layers(dm, kv, ws, token.get(), pos.get(), 1, n_ctx, stream);
     forward_head(dm, ws, 0, 1, stream);
     if (fault == Fault::perturb_kernel) perturb_logits(ws.logits, cfg.vocab_size, pos.get(), stream);
     if (fault == Fault::throttle) spin(10000, stream);
-    argmax(ws.logits, cfg.vocab_size, token.get(), pos.get(), 1, stream);
+    if (p == kArgmax)
+      argmax(ws.logits, cfg.vocab_size, token.get(), pos.get(), 1, stream);
+    else
+      sampler->enqueue(ws.logits, token.get(), pos.get(), 1, p == kPenalizedArgmax, stream);
   }
 
-  void capture_decode_graph() {
+  void capture_decode_graph(Pick p) {
+    if (graph_execs[p]) return;
     CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
     try {
-      enqueue_decode_step();
+      enqueue_decode_step(p);
     } catch (...) {
       cudaGraph_t broken = nullptr;
       cudaStreamEndCapture(stream, &broken);
       if (broken) cudaGraphDestroy(broken);
       throw;
     }
-    CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-    CUDA_CHECK(cudaGraphInstantiate(&graph_exec, graph, 0));
-    CUDA_CHECK(cudaGraphUpload(graph_exec, stream));
+    CUDA_CHECK(cudaStreamEndCapture(stream, &graphs[p]));
+    CUDA_CHECK(cudaGraphInstantiate(&graph_execs[p], graphs[p], 0));
+    CUDA_CHECK(cudaGraphUpload(graph_execs[p], stream));
     CUDA_CHECK(cudaStreamSynchronize(stream));
   }
 
-  void require_greedy(const char* what) const {
-    if (params.temperature != 0.0f)
-      throw Error(
-          std::string(what) +
-          ": sampling with temperature > 0 is not yet supported on cuda (use temperature 0, "
-          "greedy, or --device cpu)");
+  static Pick pick_for(const SamplerParams& p) {
+    if (p.temperature != 0.0f) return kSample;
+    return (p.repeat_penalty != 1.0f && p.repeat_last_n != 0) ? kPenalizedArgmax : kArgmax;
   }
 
   void check_prompt(std::span<const int32_t> tokens, int start) const {
@@ -268,11 +285,22 @@ struct CudaBackend::Impl {
     position = start + n;
   }
 
+  // The picked id (and, from the device sampler, the step's status: a NaN/+inf logit throws the
+  // CPU sampler's error, and the sequence then needs a reset).
   int32_t read_token() {
     CUDA_CHECK(
         cudaMemcpyAsync(token_host, token.get(), sizeof(int32_t), cudaMemcpyDeviceToHost, stream));
+    if (pick != kArgmax) sampler->enqueue_status_readback(stream);
     CUDA_CHECK(cudaEventRecord(token_ready, stream));
     CUDA_CHECK(cudaEventSynchronize(token_ready));
+    if (pick != kArgmax) {
+      try {
+        sampler->check();
+      } catch (...) {
+        have_token = false;
+        throw;
+      }
+    }
     return *token_host;
   }
 
@@ -280,6 +308,7 @@ struct CudaBackend::Impl {
     position = 0;
     have_token = false;
     CUDA_CHECK(cudaMemsetAsync(pos.get(), 0, sizeof(int), stream));
+    sampler->reset_history(stream);
   }
 };
 
@@ -305,17 +334,33 @@ int CudaBackend::position() const {
 }
 
 void CudaBackend::reset(const SamplerParams& params) {
-  Sampler validate(params, impl_->cfg.vocab_size);  // same parameter errors as the CPU backend
-  impl_->params = params;
-  impl_->reset_position();
+  Impl& s = *impl_;
+  Sampler validate(params, s.cfg.vocab_size);  // same parameter errors as the CPU backend
+  const Impl::Pick pick = Impl::pick_for(params);
+  s.capture_decode_graph(pick);  // once per kind of pick; a no-op afterwards
+  s.params = params;
+  s.pick = pick;
+  s.reset_position();
+  // One small host -> device copy per request (not per token): the params the graph reads.
+  if (pick != Impl::kArgmax) s.sampler->set_params(params, s.stream);
 }
 
 int32_t CudaBackend::prefill(std::span<const int32_t> tokens) {
   Impl& s = *impl_;
-  s.require_greedy("prefill");
   s.check_prompt(tokens, s.position);
-  s.run_tokens(tokens, nullptr);
-  argmax(s.ws.logits, s.cfg.vocab_size, s.token.get(), nullptr, 0, s.stream);
+  const int start = s.position;
+  const int n = static_cast<int>(tokens.size());
+  if (s.pick != Impl::kArgmax) s.sampler->require_room(n + 1);
+  s.run_tokens(tokens, nullptr);  // *pos = start + n on the device: the sampler's step
+  if (s.pick == Impl::kArgmax) {
+    argmax(s.ws.logits, s.cfg.vocab_size, s.token.get(), nullptr, 0, s.stream);
+  } else {
+    // The CPU backend's history: prompt ids appended before the pick, the pick after it.
+    s.sampler->append_prompt(s.ids.get() + start, n, s.stream);
+    s.sampler->enqueue(s.ws.logits, s.token.get(), s.pos.get(), 0,
+                       s.pick == Impl::kPenalizedArgmax, s.stream);
+    s.sampler->note_picks(1);
+  }
   const int32_t id = s.read_token();
   s.have_token = true;
   return id;
@@ -323,19 +368,20 @@ int32_t CudaBackend::prefill(std::span<const int32_t> tokens) {
 
 int32_t CudaBackend::decode() {
   Impl& s = *impl_;
-  s.require_greedy("decode");
   if (!s.have_token) throw Error("decode: no token sampled yet (call prefill first)");
   if (s.position + 1 > s.n_ctx)
     throw Error("context full: " + std::to_string(s.position) +
                 " + 1 tokens exceed the context length " + std::to_string(s.n_ctx) +
                 " (use --ctx)");
+  if (s.pick != Impl::kArgmax) s.sampler->require_room(1);
+  s.capture_decode_graph(s.pick);  // no-op once captured (reset() captures it)
   if (s.fault == Fault::htod_per_token)
     CUDA_CHECK(cudaMemcpyAsync(s.fault_scratch.get(), s.token_host, sizeof(int32_t),
                                cudaMemcpyHostToDevice, s.stream));
-  CUDA_CHECK(cudaGraphLaunch(s.graph_exec, s.stream));
-  const int32_t id = s.read_token();
-  s.position += 1;
-  return id;
+  CUDA_CHECK(cudaGraphLaunch(s.graph_execs[s.pick], s.stream));
+  if (s.pick != Impl::kArgmax) s.sampler->note_picks(1);
+  s.position += 1;  // the graph advanced *pos, also when the status read back below is an error
+  return s.read_token();
 }
 
 double CudaBackend::time_decode_steps(int steps) {
@@ -343,8 +389,11 @@ double CudaBackend::time_decode_steps(int steps) {
   if (!s.have_token) throw Error("time_decode_steps: call prefill first");
   if (steps < 1 || s.position + steps > s.n_ctx)
     throw Error("time_decode_steps: steps exceed the context");
+  if (s.pick != Impl::kArgmax) s.sampler->require_room(steps);
+  s.capture_decode_graph(s.pick);  // before the timed region
   CUDA_CHECK(cudaEventRecord(s.t_begin, s.stream));
-  for (int i = 0; i < steps; ++i) CUDA_CHECK(cudaGraphLaunch(s.graph_exec, s.stream));
+  for (int i = 0; i < steps; ++i) CUDA_CHECK(cudaGraphLaunch(s.graph_execs[s.pick], s.stream));
+  if (s.pick != Impl::kArgmax) s.sampler->note_picks(steps);
   CUDA_CHECK(cudaEventRecord(s.t_end, s.stream));
   CUDA_CHECK(cudaEventSynchronize(s.t_end));
   float ms = 0.0f;
@@ -354,11 +403,13 @@ double CudaBackend::time_decode_steps(int steps) {
   return ms / steps;
 }
 
-CudaBackend::GraphStats CudaBackend::decode_graph_stats() const {
+CudaBackend::GraphStats CudaBackend::decode_graph_stats() {
+  impl_->capture_decode_graph(impl_->pick);
+  const cudaGraph_t graph = impl_->graphs[impl_->pick];
   size_t n = 0;
-  CUDA_CHECK(cudaGraphGetNodes(impl_->graph, nullptr, &n));
+  CUDA_CHECK(cudaGraphGetNodes(graph, nullptr, &n));
   std::vector<cudaGraphNode_t> nodes(n);
-  CUDA_CHECK(cudaGraphGetNodes(impl_->graph, nodes.data(), &n));
+  CUDA_CHECK(cudaGraphGetNodes(graph, nodes.data(), &n));
   GraphStats g;
   for (cudaGraphNode_t node : nodes) {
     cudaGraphNodeType type;

@@ -48,8 +48,11 @@ class CudaBackend : public Backend {
 
   BackendInfo info() const override;
   int n_ctx() const override;
-  // Only greedy sampling (temperature 0) runs on the device so far: prefill/decode with other
-  // params throw "not yet supported on cuda"; logits() works with any params.
+  // Every SamplerParams runs on the device and picks the CPU backend's ids bit for bit
+  // (cuda/sampler.cuh): plain greedy through cuda::argmax, the rest through the device sampler.
+  // The params are written to device memory here (once per request, not per token); the decode
+  // graph of their kind is captured on first use. Like CpuBackend, a new backend samples with
+  // the default SamplerParams until the first reset().
   void reset(const SamplerParams& params) override;
   int32_t prefill(std::span<const int32_t> tokens) override;
   int32_t decode() override;
@@ -68,11 +71,12 @@ class CudaBackend : public Backend {
   // sequence like decode(). Throws if the context would overflow.
   double time_decode_steps(int steps);
 
-  // Node counts of the captured decode graph: GWR-003 by construction means no memcpy node.
+  // Node counts of the decode graph that decode() replays under the current params (captured
+  // here if it was not yet): GWR-003 by construction means no memcpy node.
   struct GraphStats {
     int kernels = 0, memcpys = 0, memsets = 0, other = 0;
   };
-  GraphStats decode_graph_stats() const;
+  GraphStats decode_graph_stats();
 
  private:
   struct Impl;

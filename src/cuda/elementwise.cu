@@ -1,5 +1,6 @@
 #include "cuda/cuda_check.h"
 #include "cuda/elementwise.cuh"
+#include "cuda/pdl.cuh"
 #include "numerics/canonical.h"
 #include "util/error.h"
 
@@ -15,6 +16,28 @@ unsigned grid_for(int64_t n) {
 __global__ void swiglu_kernel(const float* g, const float* u, float* h, int64_t n) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) h[i] = numerics::silu_canonical(g[i]) * u[i];
+}
+
+// 256 elements (8 activation blocks) per thread block: each thread one h, then threads 0..7 each
+// quantize one block of 32 from shared memory with the shared numerics::quantize_act_block.
+__global__ void __launch_bounds__(kThreads)
+    swiglu_quant_kernel(const float* g, const float* u, float* h, numerics::ActBlock* hq,
+                        int64_t n) {
+  __shared__ float h_s[kThreads];
+  pdl_trigger();
+  pdl_wait();
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * kThreads;
+  const int64_t i = base + threadIdx.x;
+  if (i < n) {
+    const float v = numerics::silu_canonical(g[i]) * u[i];
+    h[i] = v;
+    h_s[threadIdx.x] = v;
+  }
+  __syncthreads();
+  constexpr int kPer = kThreads / numerics::kActBlock;
+  const int64_t b = base / numerics::kActBlock + threadIdx.x;
+  if (threadIdx.x < kPer && b < n / numerics::kActBlock)
+    numerics::quantize_act_block(h_s + threadIdx.x * numerics::kActBlock, hq + b);
 }
 
 __global__ void add_kernel(float* x, const float* y, int64_t n) {
@@ -33,6 +56,13 @@ void swiglu(const float* g, const float* u, float* h, int64_t n, cudaStream_t st
   if (!g || !u || !h || n < 1) throw Error("cuda swiglu: null pointer or empty");
   swiglu_kernel<<<grid_for(n), kThreads, 0, stream>>>(g, u, h, n);
   CUDA_CHECK_LAUNCH();
+}
+
+void swiglu_quant(const float* g, const float* u, float* h, numerics::ActBlock* hq, int64_t n,
+                  cudaStream_t stream) {
+  if (!g || !u || !h || !hq || n < 1 || n % numerics::kActBlock != 0)
+    throw Error("cuda swiglu_quant: null pointer or n not a positive multiple of 32");
+  launch_pdl(swiglu_quant_kernel, dim3(grid_for(n)), dim3(kThreads), 0, stream, g, u, h, hq, n);
 }
 
 void add_inplace(float* x, const float* y, int64_t n, cudaStream_t stream) {

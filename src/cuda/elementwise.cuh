@@ -5,10 +5,17 @@
 
 #include <cstdint>
 
+#include "numerics/canonical.h"
+
 namespace resident::cuda {
 
 // h[i] = silu_canonical(g[i]) * u[i]; h may alias g or u.
 void swiglu(const float* g, const float* u, float* h, int64_t n, cudaStream_t stream);
+
+// swiglu plus the activation quantization of h (hq: n / 32 blocks; n % 32 == 0, rows of
+// consecutive tokens are contiguous), bit-identical to swiglu then quantize_activations.
+void swiglu_quant(const float* g, const float* u, float* h, numerics::ActBlock* hq, int64_t n,
+                  cudaStream_t stream);
 
 // x[i] = x[i] + y[i] (the residual add).
 void add_inplace(float* x, const float* y, int64_t n, cudaStream_t stream);

@@ -3,10 +3,14 @@
 // block (integer dot by dp4a: exact, so any split is fine). The partials go through shared
 // memory to lane t, which adds token t's partials in j order: the spec's sequential sum. The
 // chain is short (n / 32 adds) and the other warps on the SM hide it.
+#include <algorithm>
+#include <cstdint>
 #include <string>
 
 #include "cuda/cuda_check.h"
+#include "cuda/legacy_switch.h"
 #include "cuda/matvec.cuh"
+#include "cuda/pdl.cuh"
 #include "cuda/quant_blocks.h"
 #include "quant/quant.h"
 #include "util/error.h"
@@ -63,12 +67,111 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
+// Decode (one token, int8 activations): a thread block of R warps takes R consecutive rows,
+// which are one contiguous byte range of the weight tensor. All threads first copy that range
+// (16-byte loads, coalesced, every load of the block in flight at once) and the token's
+// activation blocks into shared memory; after one barrier each warp works on its row exactly as
+// matvec_kernel does (lane l: block j = 32 * round + l, partials in j order by lane 0), reading
+// shared memory. Same operations, same order, same bits; far more bytes in flight per SM than
+// the per-lane 4-byte loads of the general kernel.
+constexpr int kStagedMaxWarps = 8;
+constexpr int kStagedSmemBudget = 46 * 1024;  // dynamic bytes: under the 48 KB default limit
+
+__host__ __device__ inline int staged_act_bytes(int n_blocks) {
+  return (n_blocks * static_cast<int>(sizeof(numerics::ActBlock)) + 15) & ~15;
+}
+
+template <typename B>
+__global__ void __launch_bounds__(kStagedMaxWarps * 32)
+    matvec_staged_kernel(const uint8_t* __restrict__ w, int64_t rows, int64_t row_bytes,
+                         int n_blocks, int rows_per_block,
+                         const numerics::ActBlock* __restrict__ xq, float* out,
+                         const float* __restrict__ bias, bool accumulate) {
+  extern __shared__ uint4 smem[];
+  __shared__ float part[kStagedMaxWarps][32];
+  auto* a_s = reinterpret_cast<numerics::ActBlock*>(smem);
+  uint8_t* w_s = reinterpret_cast<uint8_t*>(smem) + staged_act_bytes(n_blocks);
+  pdl_trigger();
+  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * rows_per_block;
+  const int nr = static_cast<int>(min(static_cast<int64_t>(rows_per_block), rows - r0));
+
+  // Weights: the 16-byte-aligned chunks that cover [start, end). A chunk holding a byte of the
+  // range cannot cross a page, so the aligned load is safe; the last chunk stops at `end`.
+  const uint8_t* start = w + r0 * row_bytes;
+  const uint8_t* end = start + nr * row_bytes;
+  const uint8_t* astart =
+      reinterpret_cast<const uint8_t*>(reinterpret_cast<uintptr_t>(start) & ~uintptr_t{15});
+  const int off = static_cast<int>(start - astart);
+  const int n_chunks = static_cast<int>((end - astart + 15) / 16);
+  uint4* w_s4 = reinterpret_cast<uint4*>(w_s);
+  for (int c = threadIdx.x; c < n_chunks; c += blockDim.x) {
+    const uint8_t* p = astart + 16 * static_cast<int64_t>(c);
+    if (p + 16 <= end) {
+      w_s4[c] = __ldg(reinterpret_cast<const uint4*>(p));
+    } else {
+      uint8_t* dst = w_s + 16 * c;
+      for (int i = 0; i < 16; ++i) dst[i] = p + i < end ? p[i] : 0;
+    }
+  }
+  // Weights are never written: their copy above may overlap the previous kernel (pdl.cuh).
+  // Everything below reads or writes activations, so it waits for it.
+  pdl_wait();
+  // Activations: n_blocks * 40 bytes, as 4-byte words (ActBlock is 4-byte aligned).
+  const int* xs = reinterpret_cast<const int*>(xq);
+  int* as = reinterpret_cast<int*>(a_s);
+  const int n_words = n_blocks * static_cast<int>(sizeof(numerics::ActBlock) / 4);
+  for (int i = threadIdx.x; i < n_words; i += blockDim.x) as[i] = xs[i];
+  __syncthreads();
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (warp >= nr) return;
+  const int64_t row = r0 + warp;
+  const uint8_t* wrow = w_s + off + warp * row_bytes;
+  float acc = 0.0f;  // lane 0: the running sum, from 0.0f
+  for (int j0 = 0; j0 < n_blocks; j0 += 32) {
+    const int j = j0 + lane;
+    if (j < n_blocks) part[warp][lane] = B::partial(B::load(wrow, j), a_s[j]);
+    __syncwarp();
+    if (lane == 0) {
+      const int count = min(32, n_blocks - j0);
+      for (int i = 0; i < count; ++i) acc = acc + part[warp][i];
+    }
+    __syncwarp();
+  }
+  if (lane == 0) {
+    float y = acc;
+    if (bias) y = y + bias[row];
+    if (accumulate) y = out[row] + y;
+    out[row] = y;
+  }
+}
+
+// Rows per block for the staged kernel (0: does not fit, use the general kernel).
+int staged_rows(int n_blocks, int64_t row_bytes) {
+  const int64_t room = kStagedSmemBudget - staged_act_bytes(n_blocks) - 32;
+  if (room < row_bytes) return 0;
+  return static_cast<int>(std::min<int64_t>(kStagedMaxWarps, room / row_bytes));
+}
+
 template <typename B>
 void launch(const MatvecArgs& a, int64_t row_bytes, cudaStream_t stream) {
   const int n_blocks = static_cast<int>(a.n / 32);
   const dim3 block(kWarps * 32);
   const auto* w = static_cast<const uint8_t*>(a.w);
-  // Decode: one token per warp. Batches: 8 tokens share each decoded weight block.
+  // Decode: the staged kernel where its shared memory fits. Else one token per warp. Batches: 8
+  // tokens share each decoded weight block.
+  static const bool legacy = use_legacy("matvec");
+  if constexpr (B::kInt8) {
+    const int R = a.n_tokens == 1 && !legacy ? staged_rows(n_blocks, row_bytes) : 0;
+    if (R > 0) {
+      const int64_t n_chunks = (R * row_bytes + 15) / 16 + 1;
+      const size_t smem = staged_act_bytes(n_blocks) + n_chunks * 16;
+      const unsigned grid = static_cast<unsigned>((a.rows + R - 1) / R);
+      launch_pdl(matvec_staged_kernel<B>, dim3(grid), dim3(R * 32), smem, stream, w, a.rows,
+                 row_bytes, n_blocks, R, a.xq, a.out, a.bias, a.accumulate);
+      return;
+    }
+  }
   if (a.n_tokens < 8) {
     const dim3 grid(static_cast<unsigned>((a.rows + kWarps - 1) / kWarps), a.n_tokens);
     matvec_kernel<B, 1><<<grid, block, 0, stream>>>(w, a.rows, row_bytes, n_blocks, a.xq, a.xf,

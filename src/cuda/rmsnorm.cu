@@ -1,17 +1,27 @@
 #include <string>
 
 #include "cuda/cuda_check.h"
+#include "cuda/pdl.cuh"
 #include "cuda/rmsnorm.cuh"
 #include "util/error.h"
 
 namespace resident::cuda {
 namespace {
 
+constexpr int kMaxFusedN = 12288;  // 48 KB of floats: the default dynamic shared memory limit
+
 // 256 threads = the 256 partials of sum256: thread k sums x_k^2, x_{k+256}^2, ... from 0.0f,
 // then the tree s = 128 .. 1 in shared memory.
+// With yq set, y is also kept in (dynamic) shared memory and, after a barrier, thread b quantizes
+// block b of 32 with the shared numerics::quantize_act_block: the same floats as a separate
+// quantize_activations pass, one launch fewer.
 __global__ void __launch_bounds__(256)
-    rmsnorm_kernel(const float* x, const float* __restrict__ w, float eps, int n, float* y) {
+    rmsnorm_kernel(const float* x, const float* __restrict__ w, float eps, int n, float* y,
+                   numerics::ActBlock* yq) {
   __shared__ float partial[256];
+  extern __shared__ float y_s[];  // n floats when yq is set
+  pdl_trigger();
+  pdl_wait();
   const int k = threadIdx.x;
   const float* xr = x + static_cast<int64_t>(blockIdx.x) * n;
   float* yr = y + static_cast<int64_t>(blockIdx.x) * n;
@@ -24,7 +34,20 @@ __global__ void __launch_bounds__(256)
     __syncthreads();
   }
   const float r = 1.0f / sqrtf(partial[0] / static_cast<float>(n) + eps);
-  for (int i = k; i < n; i += 256) yr[i] = (xr[i] * r) * w[i];
+  if (!yq) {
+    for (int i = k; i < n; i += 256) yr[i] = (xr[i] * r) * w[i];
+    return;
+  }
+  for (int i = k; i < n; i += 256) {
+    const float v = (xr[i] * r) * w[i];
+    yr[i] = v;
+    y_s[i] = v;
+  }
+  __syncthreads();
+  const int nb = n / numerics::kActBlock;
+  for (int b = k; b < nb; b += 256)
+    numerics::quantize_act_block(y_s + b * numerics::kActBlock,
+                                 yq + static_cast<int64_t>(blockIdx.x) * nb + b);
 }
 
 }  // namespace
@@ -35,8 +58,23 @@ void rmsnorm(const float* x, const float* w, float eps, int n, int n_tokens, flo
   if (n < 1 || n_tokens < 1)
     throw Error("cuda rmsnorm: n = " + std::to_string(n) +
                 ", n_tokens = " + std::to_string(n_tokens));
-  rmsnorm_kernel<<<n_tokens, 256, 0, stream>>>(x, w, eps, n, y);
+  rmsnorm_kernel<<<n_tokens, 256, 0, stream>>>(x, w, eps, n, y, nullptr);
   CUDA_CHECK_LAUNCH();
+}
+
+bool rmsnorm_quant_fits(int n) {
+  return n >= numerics::kActBlock && n % numerics::kActBlock == 0 && n <= kMaxFusedN;
+}
+
+void rmsnorm_quant(const float* x, const float* w, float eps, int n, int n_tokens, float* y,
+                   numerics::ActBlock* yq, cudaStream_t stream) {
+  if (!x || !w || !y || !yq) throw Error("cuda rmsnorm_quant: null pointer");
+  if (n_tokens < 1 || !rmsnorm_quant_fits(n))
+    throw Error("cuda rmsnorm_quant: n = " + std::to_string(n) +
+                " must be a multiple of 32 up to " + std::to_string(kMaxFusedN) +
+                ", n_tokens = " + std::to_string(n_tokens));
+  launch_pdl(rmsnorm_kernel, dim3(n_tokens), dim3(256), n * sizeof(float), stream, x, w, eps, n, y,
+             yq);
 }
 
 }  // namespace resident::cuda

@@ -4,10 +4,19 @@
 
 #include <cuda_runtime.h>
 
+#include "numerics/canonical.h"
+
 namespace resident::cuda {
 
 // x, y: (n_tokens, n); w: (n). y may alias x.
 void rmsnorm(const float* x, const float* w, float eps, int n, int n_tokens, float* y,
              cudaStream_t stream);
+
+// rmsnorm plus the activation quantization of y for the next matmul (yq: (n_tokens, n / 32)
+// blocks), bit-identical to rmsnorm then quantize_activations. Needs rmsnorm_quant_fits(n):
+// n % 32 == 0 and n <= 12288 (y is staged in shared memory). y may alias x.
+bool rmsnorm_quant_fits(int n);
+void rmsnorm_quant(const float* x, const float* w, float eps, int n, int n_tokens, float* y,
+                   numerics::ActBlock* yq, cudaStream_t stream);
 
 }  // namespace resident::cuda

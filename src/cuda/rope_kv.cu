@@ -1,6 +1,7 @@
 #include <cuda_fp16.h>
 
 #include "cuda/cuda_check.h"
+#include "cuda/pdl.cuh"
 #include "cuda/rope_kv.cuh"
 #include "util/error.h"
 
@@ -25,6 +26,8 @@ __device__ __forceinline__ uint16_t to_half_bits(float f) {
 
 // One thread block per token; threads stride over (head, pair) for q and k, then over v.
 __global__ void rope_kv_kernel(RopeKvArgs a) {
+  pdl_trigger();
+  pdl_wait();
   const int t = blockIdx.x;
   const int pos = *a.pos + t;
   const int half = a.head_dim / 2;
@@ -68,8 +71,7 @@ void rope_kv_write(const RopeKvArgs& a, cudaStream_t stream) {
   if (a.head_dim < 2 || a.head_dim % 2 != 0 || a.n_heads < 1 || a.n_kv_heads < 1 ||
       a.n_tokens < 1 || a.n_ctx < 1)
     throw Error("cuda rope_kv_write: bad shape");
-  rope_kv_kernel<<<a.n_tokens, 256, 0, stream>>>(a);
-  CUDA_CHECK_LAUNCH();
+  launch_pdl(rope_kv_kernel, dim3(a.n_tokens), dim3(256), 0, stream, a);
 }
 
 }  // namespace resident::cuda

@@ -147,7 +147,11 @@ TEST(CudaKernels, MatvecMatchesCpuForEveryType) {
         {type, 256, 1536, 1}, {type, 1536, 1536, 1}, {type, 8960, 1536, 1}, {type, 1536, 8960, 1},
         {type, 37, 1536, 5},  {type, 256, 1536, 8},  {type, 61, 8960, 13},
     };
-    if (blk == 32) cases.push_back({type, 33, 96, 3});  // 3 blocks: most lanes idle
+    if (blk == 32) {
+      cases.push_back({type, 33, 96, 3});  // 3 blocks: most lanes idle
+      cases.push_back({type, 33, 96, 1});  // decode kernel: last thread block holds one row
+    }
+    cases.push_back({type, 37, 1536, 1});  // decode kernel: a partial last thread block
     for (const MatvecCase& c : cases) check_matvec(rng, c, false, false);
   }
 }
@@ -193,6 +197,37 @@ TEST(CudaKernels, RmsnormMatchesCpu) {
       EXPECT_TRUE(same_bits(download(dy), cpu, "rmsnorm n=" + std::to_string(n)));
     }
   }
+}
+
+// rmsnorm with the activation quantization fused in: y and its blocks, each bitwise equal to
+// cpu::rmsnorm then quant::quantize_activations.
+TEST(CudaKernels, RmsnormQuantMatchesCpu) {
+  REQUIRE_GPU_OR_SKIP();
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("RESIDENT_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  for (int n : {1536, 8960, 256, 96}) {
+    for (int n_tokens : {1, 4}) {
+      SCOPED_TRACE("n=" + std::to_string(n) + " tokens=" + std::to_string(n_tokens));
+      const std::vector<float> x = activations(rng, n, n_tokens);
+      const std::vector<float> w = random_floats(rng, n);
+      std::vector<float> cpu(x.size());
+      std::vector<ActBlock> cpu_q(x.size() / 32);
+      for (int t = 0; t < n_tokens; ++t) {
+        cpu::rmsnorm({&x[t * n], size_t(n)}, w, 1e-6f, {&cpu[t * n], size_t(n)});
+        quant::quantize_activations(&cpu[t * n], &cpu_q[t * (n / 32)], n);
+      }
+      ASSERT_TRUE(rmsnorm_quant_fits(n));
+      auto dx = upload(x);
+      auto dw = upload(w);
+      auto dy = poisoned<float>(x.size());
+      auto dq = poisoned<ActBlock>(cpu_q.size());
+      rmsnorm_quant(dx.get(), dw.get(), 1e-6f, n, n_tokens, dy.get(), dq.get(), nullptr);
+      EXPECT_TRUE(same_bits(download(dy), cpu, "rmsnorm_quant y"));
+      EXPECT_TRUE(same_bits(download(dq), cpu_q, "rmsnorm_quant blocks"));
+    }
+  }
+  EXPECT_FALSE(rmsnorm_quant_fits(100));
 }
 
 void check_rope_kv(std::mt19937_64& rng, int n_heads, int n_kv_heads, int head_dim, bool neox,
@@ -273,14 +308,19 @@ void check_attention(std::mt19937_64& rng, int n_heads, int n_kv_heads, int head
   AttentionScratch scratch_d{s_scores.get(), s_max.get(), s_den.get(), s_val.get(),
                              n_tokens,       n_heads,     n_ctx,       head_dim};
   auto dout = poisoned<float>(cpu.size());
+  auto dout_q = poisoned<ActBlock>(cpu.size() / 32);
+  std::vector<ActBlock> cpu_q(cpu.size() / 32);
+  quant::quantize_activations(cpu.data(), cpu_q.data(), static_cast<int64_t>(cpu.size()));
   AttentionArgs a;
   a.q = dq.get(), a.k_cache = dk.get(), a.v_cache = dv.get();
   a.n_heads = n_heads, a.n_kv_heads = n_kv_heads, a.head_dim = head_dim, a.kv_stride = kvd;
   a.kq_scale = kq_scale, a.pos = dpos.get(), a.n_tokens = n_tokens;
   a.max_positions = n_ctx;  // as in the decode graph: grid for the whole context
   a.out = dout.get();
+  a.out_q = dout_q.get();  // the fused quantization for the output projection
   attention(a, scratch_d, nullptr);
   EXPECT_TRUE(same_bits(download(dout), cpu, "attention"));
+  EXPECT_TRUE(same_bits(download(dout_q), cpu_q, "attention output blocks"));
 }
 
 TEST(CudaKernels, AttentionMatchesCpu) {
@@ -290,6 +330,7 @@ TEST(CudaKernels, AttentionMatchesCpu) {
   std::mt19937_64 rng(seed);
   // n_pos = pos + 1 around the chunk edges (256) and a long context (several chunks).
   for (int pos : {0, 6, 254, 255, 256, 700, 2047}) check_attention(rng, 12, 2, 128, 2048, pos, 1);
+  check_attention(rng, 12, 2, 128, 4608, 4200, 1);   // decode at depth > 4096 (17 chunks)
   check_attention(rng, 12, 2, 128, 1024, 250, 9);    // prefill: tokens straddle a chunk edge
   check_attention(rng, 4, 4, 64, 512, 300, 2);       // no grouping, head_dim 64
   check_attention(rng, 8, 2, 256, 600, 599 - 3, 4);  // head_dim 256, up to the last position
@@ -311,6 +352,26 @@ TEST(CudaKernels, SwigluAndAddsMatchCpu) {
   auto dh = poisoned<float>(n);
   swiglu(dg.get(), du.get(), dh.get(), n, nullptr);
   EXPECT_TRUE(same_bits(download(dh), cpu, "swiglu"));
+
+  // swiglu with the activation quantization fused in (n a multiple of 32, not of 256: a partial
+  // last thread block).
+  {
+    const int64_t nq = 8960 * 3 + 96;
+    std::vector<float> gq = random_floats(rng, nq, 4.0f);
+    const std::vector<float> uq = random_floats(rng, nq);
+    gq[5] = -120.0f, gq[6] = 95.0f;
+    std::fill_n(&gq[64], 32, 0.0f);  // a block of zeros: amax = 0
+    std::vector<float> hq_cpu(nq);
+    cpu::swiglu(gq.data(), uq.data(), hq_cpu.data(), nq);
+    std::vector<ActBlock> bq_cpu(nq / 32);
+    quant::quantize_activations(hq_cpu.data(), bq_cpu.data(), nq);
+    auto dgq = upload(gq);
+    auto duq = upload(uq);
+    auto dbq = poisoned<ActBlock>(bq_cpu.size());
+    swiglu_quant(dgq.get(), duq.get(), dgq.get(), dbq.get(), nq, nullptr);  // h aliases g
+    EXPECT_TRUE(same_bits(download(dgq), hq_cpu, "swiglu_quant h"));
+    EXPECT_TRUE(same_bits(download(dbq), bq_cpu, "swiglu_quant blocks"));
+  }
 
   std::vector<float> x = random_floats(rng, n);
   auto dx = upload(x);

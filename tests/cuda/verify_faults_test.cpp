@@ -33,9 +33,12 @@ class VerifyFaults : public ::testing::Test {
     if (!resident::cuda::gpu_available(&reason)) return;
     dir_ = fs::temp_directory_path() / ("resident-verify-" + std::to_string(::getpid()));
     fs::create_directories(dir_);
-    model_ = (dir_ / "tiny-q4km.gguf").string();
+    // The 0.5B shape (~0.4 GB), not the tiny model: NVML reports memory in 2 MiB units, more
+    // than the +10% band of a 1 MB model, while real weights dwarf that granularity.
+    model_ = (dir_ / "qwen2.5-0.5b-q4km.gguf").string();
     const std::string cmd = std::string(RESIDENT_BINARY) +
-                            " synth --preset tiny --quant q4_k_m --seed 7 -o " + shell_quote(model_);
+                            " synth --preset qwen2.5-0.5b --quant q4_k_m --seed 7 -o " +
+                            shell_quote(model_);
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   }
   static void TearDownTestSuite() {
@@ -51,7 +54,7 @@ class VerifyFaults : public ::testing::Test {
     const std::string json = (dir_ / ("report-" + (fault.empty() ? "none" : fault) + ".json")).string();
     const std::string log = json + ".log";
     std::string cmd = (fault.empty() ? std::string("env -u RESIDENT_FAULT ") : "RESIDENT_FAULT=" + fault + " ") +
-                      RESIDENT_BINARY + " verify -m " + shell_quote(model_) + " --json " +
+                      RESIDENT_BINARY + " verify -m " + shell_quote(model_) + " --tokens 8 --json " +
                       shell_quote(json) + (unified ? " --memory unified" : "") + " > " +
                       shell_quote(log) + " 2>&1";
     const int status = std::system(cmd.c_str());
