@@ -3,7 +3,12 @@
 execute_process(COMMAND git -C ${SRC} rev-parse --short=12 HEAD OUTPUT_VARIABLE commit
                 OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0 OR commit STREQUAL "")
-  set(commit "unknown")
+  # A copy of the tree without .git (the GPU machine) names its commit in .device-commit.
+  if(EXISTS ${SRC}/.device-commit)
+    file(STRINGS ${SRC}/.device-commit commit LIMIT_COUNT 1)
+  else()
+    set(commit "unknown")
+  endif()
 endif()
 execute_process(COMMAND git -C ${SRC} status --porcelain --untracked-files=no OUTPUT_VARIABLE dirty
                 OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
