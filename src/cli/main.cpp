@@ -1,6 +1,7 @@
 // The `resident` binary: dispatches to the registered subcommands. Every error a user can
 // trigger arrives here as resident::Error and leaves as one line on stderr and exit code 1.
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <memory>
 
@@ -17,6 +18,11 @@ std::vector<Command>& command_registry() {
 }  // namespace resident::cli
 
 int main(int argc, char** argv) {
+  // CUDA loads kernel code lazily by default (CUDA_MODULE_LOADING=LAZY), which allocates device
+  // memory the first time each kernel runs, i.e. after the model is loaded: the contract says
+  // used memory must not grow after load (GWR-001), so code is loaded eagerly unless the user
+  // chose otherwise. Set before any CUDA call.
+  setenv("CUDA_MODULE_LOADING", "EAGER", /*overwrite=*/0);
   using resident::cli::command_registry;
   CLI::App app{"resident: GGUF inference engine with GPU-resident weights"};
   app.require_subcommand(1);

@@ -131,7 +131,14 @@ VerifyResult run_verify(const VerifyOptions& o, const std::string& commit) {
 
   Observations obs;
   obs.model_bytes = model_bytes;
-  const int64_t observed = delta(after_weights.used(), before_weights.used());
+  // NVML's per-process figure leaves out managed (unified) memory, so for a managed weight
+  // allocation the device-wide NVML figure is the instrument (this process is the only one
+  // allocating between the two samples).
+  const bool managed = gpu_memory.weight_alloc_flag != "cudaMalloc";
+  const auto used = [managed](const MemorySample& m) {
+    return managed ? m.nvml.device_used : m.used();
+  };
+  const int64_t observed = delta(used(after_weights), used(before_weights));
   obs.observed_bytes = observed > 0 ? static_cast<uint64_t>(observed) : 0;
 
   // GWR-002: steady-state decode throughput, CUDA events around back-to-back graph replays.
@@ -145,6 +152,7 @@ VerifyResult run_verify(const VerifyOptions& o, const std::string& commit) {
     const double ms_per_step = gpu.time_decode_steps(o.tps_tokens);
     if (rep > 0) tps.push_back(1000.0 / ms_per_step);  // rep 0 warms up
   }
+  const MemorySample after_throughput = memory.sample();
   std::sort(tps.begin(), tps.end());
   obs.tps = tps[tps.size() / 2];
   obs.tps_floor = o.min_tps;
@@ -164,6 +172,7 @@ VerifyResult run_verify(const VerifyOptions& o, const std::string& commit) {
   cuda_ok(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   const HtodCount request = htod_counter.stop();
   obs.htod_count = steady.copies;
+  const MemorySample after_htod = memory.sample();
 
   // GWR-004: greedy ids from the GPU and the CPU backend over several prompts.
   nlohmann::json parity_detail = nlohmann::json::array();
@@ -183,7 +192,7 @@ VerifyResult run_verify(const VerifyOptions& o, const std::string& commit) {
   }
 
   const MemorySample at_end = memory.sample();
-  obs.memory_grew = at_end.used() > after_load.used();
+  obs.memory_grew = used(at_end) > used(after_load);
 
   // GWR-005: only judged where CPU and GPU share memory, or when forced with --memory unified.
   obs.unified_memory = unified_memory_system(device) || o.unified_memory;
@@ -195,18 +204,22 @@ VerifyResult run_verify(const VerifyOptions& o, const std::string& commit) {
   const bool nvml_process = before_weights.nvml.process_found && after_weights.nvml.process_found;
   for (GateResult& g : result.report.gates) {
     if (g.id == "GWR-001") {
-      g.detail["method_source"] = nvml_process ? "NVML per-process used memory"
-                                               : "NVML device used memory (process not listed)";
+      g.detail["method_source"] =
+          managed ? "NVML device used memory (managed weights: per-process figure excludes them)"
+          : nvml_process ? "NVML per-process used memory"
+                         : "NVML device used memory (process not listed)";
       g.detail["cuda_mem_get_info_delta"] = delta(after_weights.cuda_used(), before_weights.cuda_used());
       g.detail["context_bytes"] = at_context.used();
       g.detail["kv_cache_bytes"] = gpu_memory.kv_cache_bytes;
       g.detail["workspace_bytes"] = gpu_memory.workspace_bytes;
       g.detail["after_load_minus_after_weights"] = delta(after_load.used(), after_weights.used());
-      g.detail["used_at_end_minus_after_load"] = delta(at_end.used(), after_load.used());
+      g.detail["used_at_end_minus_after_load"] = delta(used(at_end), used(after_load));
       g.detail["samples"] = {{"context", at_context.to_json()},
                              {"before_weights", before_weights.to_json()},
                              {"after_weights", after_weights.to_json()},
                              {"after_load", after_load.to_json()},
+                             {"after_throughput", after_throughput.to_json()},
+                             {"after_htod", after_htod.to_json()},
                              {"end", at_end.to_json()}};
       g.detail["upload_gb_per_s"] = gpu_memory.upload_gb_per_s;
     } else if (g.id == "GWR-002") {
