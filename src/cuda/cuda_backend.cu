@@ -123,6 +123,25 @@ struct CudaBackend::Impl {
     pick = pick_for(params);
     sampler->set_params(params, stream);
     capture_decode_graph(kArgmax);
+    warm_up();
+  }
+
+  // Runs every prefill shape and the decode graph once, then rewinds. Part of load because the
+  // driver reserves some device memory (e.g. per-thread local memory) at a kernel's first launch:
+  // doing it here keeps used memory flat after load (GWR-001, "no growth after load").
+  void warm_up() {
+    const int room = n_ctx - 1;
+    for (int n : {max_batch, 1, 2, 3, 4, 5, 6, 7, 8, 9}) {
+      n = std::min(n, room);
+      if (n < 1) break;
+      const std::vector<int32_t> tokens(static_cast<size_t>(n), 0);
+      run_tokens(tokens, nullptr);
+      argmax(ws.logits, cfg.vocab_size, token.get(), nullptr, 0, stream);
+      CUDA_CHECK(cudaGraphLaunch(graph_execs[kArgmax], stream));
+      CUDA_CHECK(cudaStreamSynchronize(stream));
+      reset_position();
+    }
+    CUDA_CHECK(cudaStreamSynchronize(stream));
   }
 
   ~Impl() {
