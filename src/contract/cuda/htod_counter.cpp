@@ -49,10 +49,20 @@ void check(CUptiResult rc, const char* call) {
 
 }  // namespace
 
+namespace {
+// RESIDENT_CUPTI_WINDOWED=1 (diagnostic): collect only between start() and stop() instead of
+// from construction on, to tell CUPTI's own device allocations apart from the engine's.
+bool windowed() {
+  const char* v = std::getenv("RESIDENT_CUPTI_WINDOWED");
+  return v && *v == '1';
+}
+}  // namespace
+
 HtodCounter::HtodCounter() {
   check(cuptiActivityRegisterCallbacks(buffer_requested, buffer_completed),
         "cuptiActivityRegisterCallbacks");
-  check(cuptiActivityEnable(CUPTI_ACTIVITY_KIND_MEMCPY), "cuptiActivityEnable(MEMCPY)");
+  if (!windowed())
+    check(cuptiActivityEnable(CUPTI_ACTIVITY_KIND_MEMCPY), "cuptiActivityEnable(MEMCPY)");
 }
 
 HtodCounter::~HtodCounter() {
@@ -61,6 +71,7 @@ HtodCounter::~HtodCounter() {
 }
 
 void HtodCounter::start() {
+  if (windowed()) check(cuptiActivityEnable(CUPTI_ACTIVITY_KIND_MEMCPY), "cuptiActivityEnable");
   g_active = false;
   check(cuptiActivityFlushAll(1), "cuptiActivityFlushAll");
   g_htod_copies = 0;
@@ -72,6 +83,7 @@ void HtodCounter::start() {
 HtodCount HtodCounter::stop() {
   check(cuptiActivityFlushAll(1), "cuptiActivityFlushAll");
   g_active = false;
+  if (windowed()) cuptiActivityDisable(CUPTI_ACTIVITY_KIND_MEMCPY);
   return HtodCount{g_htod_copies.load(), g_htod_bytes.load(), g_all_memcpy.load()};
 }
 
