@@ -15,13 +15,14 @@ struct HtodCount {
 
 class HtodCounter {
  public:
-  // Enables CUPTI memcpy activity collection; throws resident::Error if CUPTI is unavailable.
+  // Registers with CUPTI; throws resident::Error if CUPTI is unavailable. Records are collected
+  // only between start() and stop().
   HtodCounter();
   ~HtodCounter();
   HtodCounter(const HtodCounter&) = delete;
   HtodCounter& operator=(const HtodCounter&) = delete;
 
-  // Discards what was recorded so far (flushing pending records first).
+  // Enables memcpy activity collection from now on, with a zero count.
   void start();
   // Flushes CUPTI's buffers (after the caller synchronized the device) and returns the count
   // since start().
