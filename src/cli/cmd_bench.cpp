@@ -12,6 +12,7 @@
 #include "build_info.h"
 #include "cli/backend_factory.h"
 #include "cli/command_registry.h"
+#include "contract/nvml_probe.h"
 #include "util/error.h"
 
 namespace resident::cli {
@@ -90,7 +91,12 @@ int run_bench(const BenchOptions& o) {
   BackendOptions backend_options = o.backend;
   backend_options.n_ctx = std::max(backend_options.n_ctx, need);
   auto backend = make_backend(model, backend_options);
-  const BackendInfo info = backend->info();
+  BackendInfo info = backend->info();
+  if (info.device == "cuda") {
+    // The NVIDIA driver (what nvidia-smi shows), with the CUDA driver API version beside it.
+    const std::string nvidia = contract::nvml_driver_version();
+    if (!nvidia.empty()) info.driver = nvidia + " (CUDA " + info.driver + ")";
+  }
 
   std::mt19937 rng(1234);
   std::uniform_int_distribution<int32_t> token(0, model.config.vocab_size - 1);

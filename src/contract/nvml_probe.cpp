@@ -75,6 +75,23 @@ std::unique_ptr<NvmlProbe> NvmlProbe::open(const std::string& pci_bus_id, std::s
 
 NvmlProbe::~NvmlProbe() = default;
 
+std::string nvml_driver_version() {
+  void* lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!lib) return "";
+  std::string version;
+  auto init = reinterpret_cast<nvmlReturn_t (*)()>(dlsym(lib, "nvmlInit_v2"));
+  auto shutdown = reinterpret_cast<nvmlReturn_t (*)()>(dlsym(lib, "nvmlShutdown"));
+  auto driver = reinterpret_cast<nvmlReturn_t (*)(char*, unsigned int)>(
+      dlsym(lib, "nvmlSystemGetDriverVersion"));
+  if (init && driver && init() == kNvmlSuccess) {
+    char buf[96] = {};
+    if (driver(buf, sizeof buf) == kNvmlSuccess) version = buf;
+    if (shutdown) shutdown();
+  }
+  dlclose(lib);
+  return version;
+}
+
 NvmlSample NvmlProbe::sample() const {
   NvmlSample s;
   nvmlMemory_t mem{};

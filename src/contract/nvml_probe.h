@@ -17,6 +17,9 @@ struct NvmlSample {
   uint64_t device_total = 0;
 };
 
+// The NVIDIA driver version ("580.159.04") through NVML, or "" when NVML is not available.
+std::string nvml_driver_version();
+
 class NvmlProbe {
  public:
   // Loads NVML and finds the device with this PCI bus id ("0000:3B:00.0", from
