@@ -138,7 +138,8 @@ TEST(CpuOps, VectorAttentionEqualsScalarSpecBitForBit) {
       const std::vector<float> q = random_vector(rng, head_dim, 2.0f);
       std::vector<uint16_t> k(static_cast<size_t>(n_pos) * stride), v(k.size());
       const std::vector<float> kf = random_vector(rng, k.size()), vf = random_vector(rng, v.size());
-      for (size_t i = 0; i < k.size(); ++i) k[i] = float_to_half(kf[i]), v[i] = float_to_half(vf[i]);
+      for (size_t i = 0; i < k.size(); ++i)
+        k[i] = float_to_half(kf[i]), v[i] = float_to_half(vf[i]);
       for (int t = 0; t < n_pos; ++t)
         ASSERT_EQ(bits(dot_head(q.data(), &k[t * stride], head_dim)),
                   bits(dot_head_reference(q.data(), &k[t * stride], head_dim)));
@@ -148,7 +149,8 @@ TEST(CpuOps, VectorAttentionEqualsScalarSpecBitForBit) {
       attention_head_reference(q.data(), k.data(), v.data(), n_pos, head_dim, stride, 0.09f,
                                scratch.data(), want.data());
       for (int d = 0; d < head_dim; ++d)
-        ASSERT_EQ(bits(got[d]), bits(want[d])) << "head_dim " << head_dim << " n_pos " << n_pos << " d " << d;
+        ASSERT_EQ(bits(got[d]), bits(want[d]))
+            << "head_dim " << head_dim << " n_pos " << n_pos << " d " << d;
     }
   }
 }

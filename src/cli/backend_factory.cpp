@@ -17,7 +17,8 @@ bool cuda_available(std::string* reason) {
 #if defined(RESIDENT_HAVE_CUDA)
   return cuda::gpu_available(reason);
 #else
-  if (reason) *reason = "this build has no CUDA backend (built without nvcc or with -DRESIDENT_CUDA=OFF)";
+  if (reason)
+    *reason = "this build has no CUDA backend (built without nvcc or with -DRESIDENT_CUDA=OFF)";
   return false;
 #endif
 }
@@ -41,7 +42,8 @@ std::unique_ptr<Backend> make_backend(const Model& model, const BackendOptions& 
     cuda_options.unified_memory = options.memory == "unified";
     return std::make_unique<cuda::CudaBackend>(model, cuda_options);
 #else
-    throw Error("--device cuda: this build has no CUDA backend (nvcc was not found at configure time)");
+    throw Error(
+        "--device cuda: this build has no CUDA backend (nvcc was not found at configure time)");
 #endif
   }
   throw Error("--device: unknown device '" + device + "' (cpu, cuda or auto)");
@@ -68,8 +70,10 @@ std::string resolve_model_path(const std::string& flag) {
 void add_backend_options(CLI::App& app, BackendOptions& options) {
   app.add_option("--device", options.device, "cpu, cuda or auto (cuda when a GPU is present)")
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
-  app.add_option("--ctx", options.n_ctx, "context length (KV cache size)")->check(CLI::Range(1, 1 << 20));
-  app.add_option("-t,--threads", options.threads, "CPU threads (0 = all cores)")->check(CLI::Range(0, 1024));
+  app.add_option("--ctx", options.n_ctx, "context length (KV cache size)")
+      ->check(CLI::Range(1, 1 << 20));
+  app.add_option("-t,--threads", options.threads, "CPU threads (0 = all cores)")
+      ->check(CLI::Range(0, 1024));
   app.add_option("--memory", options.memory, "cuda weight memory: device or unified (managed)")
       ->check(CLI::IsMember({"device", "unified"}));
 }

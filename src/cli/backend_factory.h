@@ -14,7 +14,7 @@ namespace resident::cli {
 struct BackendOptions {
   std::string device = "auto";  // cpu | cuda | auto
   int n_ctx = 4096;
-  int threads = 0;              // CPU threads; 0 = all cores
+  int threads = 0;                // CPU threads; 0 = all cores
   std::string memory = "device";  // cuda weight memory: device | unified
   bool verbose = false;
 };

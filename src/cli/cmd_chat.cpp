@@ -40,7 +40,8 @@ int chat(ChatOptions& o) {
     if (line.empty()) continue;
     messages.push_back({"user", line});
     const std::vector<int32_t> full = formatter.encode(messages, /*add_generation_prompt=*/true);
-    bool prefix = cached.size() < full.size() && std::equal(cached.begin(), cached.end(), full.begin());
+    bool prefix =
+        cached.size() < full.size() && std::equal(cached.begin(), cached.end(), full.begin());
     if (!prefix) {
       backend->reset(params);
       cached.clear();
@@ -52,14 +53,15 @@ int chat(ChatOptions& o) {
     GenerationStats stats;
     std::vector<int32_t> out;
     try {
-      out = generate(*backend, tok, request,
-                     [&reply](std::string_view text) {
-                       reply.append(text);
-                       std::fwrite(text.data(), 1, text.size(), stdout);
-                       std::fflush(stdout);
-                       return true;
-                     },
-                     &stats);
+      out = generate(
+          *backend, tok, request,
+          [&reply](std::string_view text) {
+            reply.append(text);
+            std::fwrite(text.data(), 1, text.size(), stdout);
+            std::fflush(stdout);
+            return true;
+          },
+          &stats);
     } catch (const Error& e) {
       // A full context ends this turn, not the session: start over with the next message.
       std::fprintf(stderr, "\nerror: %s\n", e.what());
@@ -85,12 +87,12 @@ int chat(ChatOptions& o) {
 }
 
 CommandRegistration registration{Command{
-    "chat", "interactive chat (Ctrl-D exits)",
-    [](CLI::App& sub) -> std::function<int()> {
+    "chat", "interactive chat (Ctrl-D exits)", [](CLI::App& sub) -> std::function<int()> {
       auto o = std::make_shared<ChatOptions>();
       sub.add_option("-m,--model", o->model, "GGUF model file (default: the cached default model)");
       sub.add_option("--system", o->system, "system message");
-      sub.add_option("-n,--n-predict", o->n_predict, "maximum tokens per reply")->check(CLI::Range(1, 1 << 24));
+      sub.add_option("-n,--n-predict", o->n_predict, "maximum tokens per reply")
+          ->check(CLI::Range(1, 1 << 24));
       add_sampling_options(sub, o->sampling);
       add_backend_options(sub, o->backend);
       return [o] { return chat(*o); };

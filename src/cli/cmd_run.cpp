@@ -49,9 +49,11 @@ int run(RunOptions& o) {
   if (o.verbose) {
     std::fprintf(stderr, "model: %s (%s, %d layers, vocab %d)\n", model.file.path().c_str(),
                  model.config.arch_name.c_str(), model.config.n_layers, model.config.vocab_size);
-    std::fprintf(stderr, "sampling: temp %.3g top-k %d top-p %.3g min-p %.3g repeat-penalty %.3g seed %llu\n",
-                 params.temperature, params.top_k, params.top_p, params.min_p, params.repeat_penalty,
-                 static_cast<unsigned long long>(params.seed));
+    std::fprintf(
+        stderr,
+        "sampling: temp %.3g top-k %d top-p %.3g min-p %.3g repeat-penalty %.3g seed %llu\n",
+        params.temperature, params.top_k, params.top_p, params.min_p, params.repeat_penalty,
+        static_cast<unsigned long long>(params.seed));
     print_memory(backend->memory_report());
   }
   backend->reset(params);
@@ -59,30 +61,31 @@ int run(RunOptions& o) {
   request.prompt = prompt;
   request.max_tokens = o.n_predict;
   GenerationStats stats;
-  generate(*backend, tok, request,
-           [](std::string_view text) {
-             std::fwrite(text.data(), 1, text.size(), stdout);
-             std::fflush(stdout);
-             return true;
-           },
-           &stats);
+  generate(
+      *backend, tok, request,
+      [](std::string_view text) {
+        std::fwrite(text.data(), 1, text.size(), stdout);
+        std::fflush(stdout);
+        return true;
+      },
+      &stats);
   std::printf("\n");
   const int decoded = stats.generated_tokens - 1;
-  std::fprintf(stderr,
-               "load %.0f ms | prompt %d tokens %.1f tok/s | decode %d tokens %.1f tok/s | stop: %s\n",
-               load_ms, stats.prompt_tokens, stats.prompt_tokens / (stats.prompt_ms / 1e3),
-               decoded, decoded > 0 ? decoded / (stats.decode_ms / 1e3) : 0.0,
-               stats.stop_reason.c_str());
+  std::fprintf(
+      stderr,
+      "load %.0f ms | prompt %d tokens %.1f tok/s | decode %d tokens %.1f tok/s | stop: %s\n",
+      load_ms, stats.prompt_tokens, stats.prompt_tokens / (stats.prompt_ms / 1e3), decoded,
+      decoded > 0 ? decoded / (stats.decode_ms / 1e3) : 0.0, stats.stop_reason.c_str());
   return 0;
 }
 
 CommandRegistration registration{Command{
-    "run", "generate text from a prompt",
-    [](CLI::App& sub) -> std::function<int()> {
+    "run", "generate text from a prompt", [](CLI::App& sub) -> std::function<int()> {
       auto o = std::make_shared<RunOptions>();
       sub.add_option("-m,--model", o->model, "GGUF model file (default: the cached default model)");
       sub.add_option("-p,--prompt", o->prompt, "prompt text")->required();
-      sub.add_option("-n,--n-predict", o->n_predict, "maximum tokens to generate")->check(CLI::Range(0, 1 << 24));
+      sub.add_option("-n,--n-predict", o->n_predict, "maximum tokens to generate")
+          ->check(CLI::Range(0, 1 << 24));
       sub.add_flag("--chat", o->chat, "wrap the prompt in the model's chat template");
       sub.add_flag("-v,--verbose", o->verbose, "print model, sampling and memory details");
       add_sampling_options(sub, o->sampling);

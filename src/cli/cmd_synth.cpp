@@ -18,7 +18,8 @@ CommandRegistration registration{Command{
         int threads = 0;
       };
       auto o = std::make_shared<Options>();
-      sub.add_option("--preset", o->preset, "qwen2.5-1.5b | qwen2.5-0.5b | tiny | tiny-llama")->required();
+      sub.add_option("--preset", o->preset, "qwen2.5-1.5b | qwen2.5-0.5b | tiny | tiny-llama")
+          ->required();
       sub.add_option("--quant", o->quant, "q4_k_m | q8_0 | f16 (default q4_k_m)");
       sub.add_option("-o,--out", o->out, "output GGUF file")->required();
       sub.add_option("--seed", o->seed, "weight seed (default 0)");

@@ -24,7 +24,8 @@ struct VerifyFlags {
 };
 
 int verify(const VerifyFlags& f) {
-  if (f.device != "cuda") throw Error("verify: --device must be cuda (the contract is about the GPU)");
+  if (f.device != "cuda")
+    throw Error("verify: --device must be cuda (the contract is about the GPU)");
 #if defined(RESIDENT_HAVE_CUDA)
   contract::VerifyOptions o;
   o.model_path = resolve_model_path(f.model);
@@ -43,7 +44,8 @@ int verify(const VerifyFlags& f) {
   }
   return r.report.overall == contract::Verdict::Pass ? 0 : 2;
 #else
-  throw Error("verify: this build has no CUDA backend (built without nvcc or with -DRESIDENT_CUDA=OFF)");
+  throw Error(
+      "verify: this build has no CUDA backend (built without nvcc or with -DRESIDENT_CUDA=OFF)");
 #endif
 }
 
@@ -56,7 +58,8 @@ CommandRegistration registration{Command{
       sub.add_option("--json", f->json_path, "write the JSON report here");
       sub.add_option("--min-tps", f->min_tps, "throughput floor (default: the pinned 180)")
           ->check(CLI::PositiveNumber);
-      sub.add_option("--tokens", f->tokens, "greedy tokens per parity prompt")->check(CLI::Range(1, 4096));
+      sub.add_option("--tokens", f->tokens, "greedy tokens per parity prompt")
+          ->check(CLI::Range(1, 4096));
       sub.add_option("--memory", f->memory, "device or unified (forces the managed-memory path)")
           ->check(CLI::IsMember({"device", "unified"}));
       sub.add_option("-t,--threads", f->threads, "CPU threads for the parity run (0 = all)");

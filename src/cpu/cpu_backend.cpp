@@ -96,8 +96,8 @@ int32_t CpuBackend::sample_next() {
 std::vector<float> CpuBackend::logits(std::span<const int32_t> tokens) {
   reset(sampler_params_);
   forward(tokens, /*all_logits=*/true);
-  return std::vector<float>(logits_.begin(),
-                            logits_.begin() + static_cast<int64_t>(tokens.size()) * cfg_.vocab_size);
+  return std::vector<float>(
+      logits_.begin(), logits_.begin() + static_cast<int64_t>(tokens.size()) * cfg_.vocab_size);
 }
 
 void CpuBackend::hook(const char* name, int layer, const float* v, size_t n) const {
@@ -121,7 +121,8 @@ void CpuBackend::matmul(const Tensor& w, const float* x, int n_tokens, float* ou
     const int64_t blocks = n / numerics::kActBlock;
     xq_.resize(static_cast<size_t>(blocks) * n_tokens);
     pool_.parallel_for(n_tokens, [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) quant::quantize_activations(x + t * n, xq_.data() + t * blocks, n);
+      for (int64_t t = t0; t < t1; ++t)
+        quant::quantize_activations(x + t * n, xq_.data() + t * blocks, n);
     });
   }
   pool_.parallel_for(
@@ -158,7 +159,8 @@ void CpuBackend::forward(std::span<const int32_t> tokens, bool all_logits) {
 
     // Attention block.
     for (int t = 0; t < n; ++t)
-      rmsnorm({&x_[t * d], size_t(d)}, f32_span(L.attn_norm), cfg_.rms_eps, {&h_[t * d], size_t(d)});
+      rmsnorm({&x_[t * d], size_t(d)}, f32_span(L.attn_norm), cfg_.rms_eps,
+              {&h_[t * d], size_t(d)});
     hook("attn_norm", il, h_.data(), h_.size());
     matmul(L.wq, h_.data(), n, q_.data());
     matmul(L.wk, h_.data(), n, k_.data());
@@ -179,7 +181,8 @@ void CpuBackend::forward(std::span<const int32_t> tokens, bool all_logits) {
     pool_.parallel_for(static_cast<int64_t>(n) * cfg_.n_heads, [&](int64_t b, int64_t e) {
       std::vector<float> scores(static_cast<size_t>(pos_ + n));
       for (int64_t job = b; job < e; ++job) {
-        const int t = static_cast<int>(job / cfg_.n_heads), head = static_cast<int>(job % cfg_.n_heads);
+        const int t = static_cast<int>(job / cfg_.n_heads),
+                  head = static_cast<int>(job % cfg_.n_heads);
         const int kv_head = head / group;
         attention_head(&q_[static_cast<size_t>(t) * qd + head * hd], k_cache + kv_head * hd,
                        v_cache + kv_head * hd, pos_ + t + 1, hd, kvd, kq_scale, scores.data(),
@@ -196,9 +199,12 @@ void CpuBackend::forward(std::span<const int32_t> tokens, bool all_logits) {
       rmsnorm({&x_[t * d], size_t(d)}, f32_span(L.ffn_norm), cfg_.rms_eps, {&h_[t * d], size_t(d)});
     matmul(L.w_gate, h_.data(), n, gate_.data());
     matmul(L.w_up, h_.data(), n, up_.data());
-    pool_.parallel_for(static_cast<int64_t>(n) * ff, [&](int64_t b, int64_t e) {
-      swiglu(gate_.data() + b, up_.data() + b, gate_.data() + b, e - b);
-    }, /*grain=*/256);
+    pool_.parallel_for(
+        static_cast<int64_t>(n) * ff,
+        [&](int64_t b, int64_t e) {
+          swiglu(gate_.data() + b, up_.data() + b, gate_.data() + b, e - b);
+        },
+        /*grain=*/256);
     matmul(L.w_down, gate_.data(), n, proj_.data());
     add_inplace(x_.data(), proj_.data(), static_cast<int64_t>(n) * d);
     hook("ffn_residual", il, x_.data(), x_.size());

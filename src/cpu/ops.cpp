@@ -46,9 +46,8 @@ std::vector<float> rope_table(int n_ctx, int head_dim, float theta,
 // GCC 12 turns the interleaved branch into vfmaddsub (a fused multiply-add) when the SLP
 // vectorizers pair it up, even under -ffp-contract=off; the spec forbids that fusion, so the
 // vectorizers are switched off here (tests/cpu_ops_test.cpp checks the bits).
-__attribute__((optimize("no-tree-vectorize", "no-tree-slp-vectorize"))) void rope_apply(float* x, int n_heads,
-                                                                    int head_dim, bool neox,
-                                                                    const float* table, int pos) {
+__attribute__((optimize("no-tree-vectorize", "no-tree-slp-vectorize"))) void rope_apply(
+    float* x, int n_heads, int head_dim, bool neox, const float* table, int pos) {
   const int half = head_dim / 2;
   const float* row = table + static_cast<size_t>(pos) * half * 2;
   for (int h = 0; h < n_heads; ++h) {
@@ -68,7 +67,9 @@ uint16_t float_to_half(float f) {
   return static_cast<uint16_t>(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
-float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
+float half_to_float(uint16_t h) {
+  return _cvtsh_ss(h);
+}
 
 float dot_head(const float* q, const uint16_t* k, int head_dim) {
   // The 32 lane partials of the spec live in four 8-wide vectors (lanes 8j..8j+7 in acc[j]);
@@ -133,8 +134,8 @@ float possum(int n_pos, Term value) {
 
 }  // namespace
 
-void attention_head(const float* q, const uint16_t* k, const uint16_t* v, int n_pos,
-                    int head_dim, int row_stride, float kq_scale, float* scratch, float* out) {
+void attention_head(const float* q, const uint16_t* k, const uint16_t* v, int n_pos, int head_dim,
+                    int row_stride, float kq_scale, float* scratch, float* out) {
   float m = -INFINITY;
   for (int t = 0; t < n_pos; ++t) {
     scratch[t] = dot_head(q, k + static_cast<size_t>(t) * row_stride, head_dim) * kq_scale;
@@ -172,7 +173,8 @@ void attention_head(const float* q, const uint16_t* k, const uint16_t* v, int n_
           _mm256_store_ps(lanes[l] + d, _mm256_add_ps(_mm256_load_ps(lanes[l] + d),
                                                       _mm256_load_ps(lanes[l + s] + d)));
     for (int d = 0; d < head_dim; d += 8)
-      _mm256_store_ps(total + d, _mm256_add_ps(_mm256_load_ps(total + d), _mm256_load_ps(lanes[0] + d)));
+      _mm256_store_ps(total + d,
+                      _mm256_add_ps(_mm256_load_ps(total + d), _mm256_load_ps(lanes[0] + d)));
   }
   for (int d = 0; d < head_dim; ++d) out[d] = total[d] / denom;
 }
@@ -182,7 +184,8 @@ void attention_head_reference(const float* q, const uint16_t* k, const uint16_t*
                               float* out) {
   float m = -INFINITY;
   for (int t = 0; t < n_pos; ++t) {
-    scratch[t] = dot_head_reference(q, k + static_cast<size_t>(t) * row_stride, head_dim) * kq_scale;
+    scratch[t] =
+        dot_head_reference(q, k + static_cast<size_t>(t) * row_stride, head_dim) * kq_scale;
     m = scratch[t] > m ? scratch[t] : m;
   }
   for (int t = 0; t < n_pos; ++t) scratch[t] = numerics::exp_canonical(scratch[t] - m);

@@ -16,7 +16,8 @@ void rmsnorm(std::span<const float> x, std::span<const float> w, float eps, std:
 
 // Rope table: cos/sin for positions [0, n_ctx) and pair index i < head_dim / 2, computed in
 // double and rounded once. Layout: table[(pos * half + i) * 2 + {0: cos, 1: sin}].
-std::vector<float> rope_table(int n_ctx, int head_dim, float theta, std::span<const float> freq_factors);
+std::vector<float> rope_table(int n_ctx, int head_dim, float theta,
+                              std::span<const float> freq_factors);
 
 // Rotates every head of x (n_heads * head_dim floats) in place for position pos.
 void rope_apply(float* x, int n_heads, int head_dim, bool neox, const float* table, int pos);
@@ -33,8 +34,8 @@ float dot_head_reference(const float* q, const uint16_t* k, int head_dim);
 // Attention of one query head over positions [0, n_pos): k and v rows of head_dim fp16 with
 // a stride of `row_stride` halves between positions. `scratch` holds n_pos floats.
 // head_dim must be a multiple of 32 and at most 256. attention_head_reference: scalar spec.
-void attention_head(const float* q, const uint16_t* k, const uint16_t* v, int n_pos,
-                    int head_dim, int row_stride, float kq_scale, float* scratch, float* out);
+void attention_head(const float* q, const uint16_t* k, const uint16_t* v, int n_pos, int head_dim,
+                    int row_stride, float kq_scale, float* scratch, float* out);
 void attention_head_reference(const float* q, const uint16_t* k, const uint16_t* v, int n_pos,
                               int head_dim, int row_stride, float kq_scale, float* scratch,
                               float* out);

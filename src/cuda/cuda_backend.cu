@@ -57,9 +57,9 @@ struct CudaBackend::Impl {
   DeviceInfo device;
 
   std::unique_ptr<WeightArena> arena;
-  Fault fault = Fault::none;                   // RESIDENT_FAULT (debug only)
-  std::unique_ptr<WeightArena> second_arena;   // fault double_upload
-  DeviceBuffer<int32_t> fault_scratch;         // fault htod_per_token: copy destination
+  Fault fault = Fault::none;                  // RESIDENT_FAULT (debug only)
+  std::unique_ptr<WeightArena> second_arena;  // fault double_upload
+  DeviceBuffer<int32_t> fault_scratch;        // fault htod_per_token: copy destination
   DeviceModel dm;
   DeviceBuffer<float> rope_table;
   DeviceBuffer<uint16_t> k_cache, v_cache;
@@ -238,7 +238,8 @@ struct CudaBackend::Impl {
   void enqueue_decode_step(Pick p) {
     forward_layers(dm, kv, ws, token.get(), pos.get(), 1, n_ctx, stream);
     forward_head(dm, ws, 0, 1, stream);
-    if (fault == Fault::perturb_kernel) perturb_logits(ws.logits, cfg.vocab_size, pos.get(), stream);
+    if (fault == Fault::perturb_kernel)
+      perturb_logits(ws.logits, cfg.vocab_size, pos.get(), stream);
     if (fault == Fault::throttle) spin(10000, stream);
     if (p == kArgmax)
       argmax(ws.logits, cfg.vocab_size, token.get(), pos.get(), 1, stream);
@@ -376,8 +377,8 @@ int32_t CudaBackend::prefill(std::span<const int32_t> tokens) {
   } else {
     // The CPU backend's history: prompt ids appended before the pick, the pick after it.
     s.sampler->append_prompt(s.ids.get() + start, n, s.stream);
-    s.sampler->enqueue(s.ws.logits, s.token.get(), s.pos.get(), 0,
-                       s.pick == Impl::kPenalizedArgmax, s.stream);
+    s.sampler->enqueue(s.ws.logits, s.token.get(), s.pos.get(), 0, s.pick == Impl::kPenalizedArgmax,
+                       s.stream);
     s.sampler->note_picks(1);
   }
   const int32_t id = s.read_token();

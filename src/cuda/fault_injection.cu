@@ -35,12 +35,18 @@ Fault fault_from_env() {
 
 const char* fault_name(Fault fault) {
   switch (fault) {
-    case Fault::none: return "none";
-    case Fault::htod_per_token: return "htod_per_token";
-    case Fault::double_upload: return "double_upload";
-    case Fault::perturb_kernel: return "perturb_kernel";
-    case Fault::throttle: return "throttle";
-    case Fault::bad_flag: return "bad_flag";
+    case Fault::none:
+      return "none";
+    case Fault::htod_per_token:
+      return "htod_per_token";
+    case Fault::double_upload:
+      return "double_upload";
+    case Fault::perturb_kernel:
+      return "perturb_kernel";
+    case Fault::throttle:
+      return "throttle";
+    case Fault::bad_flag:
+      return "bad_flag";
   }
   return "?";
 }

@@ -1,11 +1,11 @@
 // Programmatic dependent launch (Hopper), on by default (RESIDENT_CUDA_PDL=0 turns it off): the
 // decode-path kernels are launched with cudaLaunchAttributeProgrammaticStreamSerialization, so
-// kernel N+1 is launched while kernel N still runs, and its launch latency hides behind N. Every kernel launched this
-// way starts with pdl_trigger() (lets its own successor launch) and calls pdl_wait() before it
-// touches any memory an earlier kernel writes or reads (the wait returns once every earlier
-// grid has completed and its writes are visible; without the attribute it returns at once). The
-// only work before the wait is reading weights, which nothing writes. Bits are unchanged: every
-// read and write still happens after the predecessor has finished.
+// kernel N+1 is launched while kernel N still runs, and its launch latency hides behind N. Every
+// kernel launched this way starts with pdl_trigger() (lets its own successor launch) and calls
+// pdl_wait() before it touches any memory an earlier kernel writes or reads (the wait returns once
+// every earlier grid has completed and its writes are visible; without the attribute it returns at
+// once). The only work before the wait is reading weights, which nothing writes. Bits are
+// unchanged: every read and write still happens after the predecessor has finished.
 #pragma once
 
 #include <cuda_runtime.h>

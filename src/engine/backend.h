@@ -44,8 +44,8 @@ struct MemoryReport {
   std::string weight_memory;  // "mmap" (CPU), "device" (cudaMalloc), "managed" (unified)
   uint64_t weights = 0;       // bytes holding the model's tensors
   uint64_t kv_cache = 0;
-  uint64_t workspace = 0;     // activations, logits, tables
-  uint64_t context = 0;       // runtime/context overhead measured by the backend (0 if unknown)
+  uint64_t workspace = 0;  // activations, logits, tables
+  uint64_t context = 0;    // runtime/context overhead measured by the backend (0 if unknown)
 };
 
 class Backend {

@@ -18,8 +18,8 @@ std::vector<int32_t> generate(Backend& backend, const tokenizer::Tokenizer& toke
   const int room = backend.n_ctx() - backend.position();
   if (static_cast<int>(request.prompt.size()) >= room)
     throw Error("prompt: " + std::to_string(request.prompt.size()) +
-                " tokens do not fit the remaining context (" + std::to_string(room) +
-                " of " + std::to_string(backend.n_ctx()) + "; use --ctx)");
+                " tokens do not fit the remaining context (" + std::to_string(room) + " of " +
+                std::to_string(backend.n_ctx()) + "; use --ctx)");
 
   std::vector<int32_t> generated;
   tokenizer::StreamDecoder decoder(tokenizer);

@@ -52,9 +52,9 @@ struct Value {
 
 struct TensorInfo {
   std::string name;
-  uint32_t ggml_type = 0;       // raw id; quant::type_info() tells whether we can read it
-  std::vector<uint64_t> dims;   // dims[0] is the row length (contiguous), as in ggml ne[]
-  uint64_t offset = 0;          // relative to the start of the tensor data section
+  uint32_t ggml_type = 0;      // raw id; quant::type_info() tells whether we can read it
+  std::vector<uint64_t> dims;  // dims[0] is the row length (contiguous), as in ggml ne[]
+  uint64_t offset = 0;         // relative to the start of the tensor data section
   uint64_t n_elements = 0;
   uint64_t n_bytes = 0;
   const uint8_t* data = nullptr;  // into the mapping

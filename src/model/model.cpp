@@ -7,7 +7,9 @@
 namespace resident {
 namespace {
 
-std::string arch_key(const std::string& arch, const char* suffix) { return arch + "." + suffix; }
+std::string arch_key(const std::string& arch, const char* suffix) {
+  return arch + "." + suffix;
+}
 
 int get_positive_int(const gguf::File& file, const std::string& key, uint64_t max) {
   const uint64_t v = file.get_uint(key);
@@ -84,14 +86,17 @@ Model Model::load(const std::string& path) {
                      ? get_positive_int(f, arch_key(a, "attention.head_count_kv"), 1024)
                      : c.n_heads;
   c.ctx_train = get_positive_int(f, arch_key(a, "context_length"), 1 << 24);
-  if (auto theta = f.find_float(arch_key(a, "rope.freq_base"))) c.rope_theta = static_cast<float>(*theta);
+  if (auto theta = f.find_float(arch_key(a, "rope.freq_base")))
+    c.rope_theta = static_cast<float>(*theta);
   c.rms_eps = static_cast<float>(f.get_float(arch_key(a, "attention.layer_norm_rms_epsilon")));
   if (!(c.rms_eps > 0.0f && c.rms_eps < 1.0f))
     throw Error(path + ": " + arch_key(a, "attention.layer_norm_rms_epsilon") + ": out of range");
-  if (!(c.rope_theta > 0.0f)) throw Error(path + ": " + arch_key(a, "rope.freq_base") + ": out of range");
+  if (!(c.rope_theta > 0.0f))
+    throw Error(path + ": " + arch_key(a, "rope.freq_base") + ": out of range");
 
   c.head_dim = c.d_model / c.n_heads;
-  if (auto kl = f.find_uint(arch_key(a, "attention.key_length"))) c.head_dim = static_cast<int>(*kl);
+  if (auto kl = f.find_uint(arch_key(a, "attention.key_length")))
+    c.head_dim = static_cast<int>(*kl);
   if (c.n_heads % c.n_kv_heads != 0)
     throw Error(path + ": attention.head_count " + std::to_string(c.n_heads) +
                 " is not a multiple of head_count_kv " + std::to_string(c.n_kv_heads));

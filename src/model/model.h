@@ -21,15 +21,15 @@ enum class RopeStyle {
 
 struct ModelConfig {
   Arch arch = Arch::qwen2;
-  std::string arch_name;     // "qwen2", "llama"
+  std::string arch_name;  // "qwen2", "llama"
   int n_layers = 0;
-  int d_model = 0;           // embedding length
-  int d_ff = 0;              // feed-forward length
+  int d_model = 0;  // embedding length
+  int d_ff = 0;     // feed-forward length
   int n_heads = 0;
   int n_kv_heads = 0;
-  int head_dim = 0;          // d_model / n_heads unless the file says otherwise
+  int head_dim = 0;  // d_model / n_heads unless the file says otherwise
   int vocab_size = 0;
-  int ctx_train = 0;         // context length the model was trained for
+  int ctx_train = 0;  // context length the model was trained for
   float rope_theta = 10000.0f;
   RopeStyle rope_style = RopeStyle::neox;
   float rms_eps = 1e-6f;
@@ -44,10 +44,10 @@ struct ModelConfig {
 struct Tensor {
   std::string name;
   quant::Type type = quant::Type::F32;
-  int64_t row_length = 0;   // ne[0]
-  int64_t rows = 1;         // product of ne[1..]
+  int64_t row_length = 0;  // ne[0]
+  int64_t rows = 1;        // product of ne[1..]
   const uint8_t* data = nullptr;
-  uint64_t offset = 0;      // within the GGUF data section (device arenas mirror it)
+  uint64_t offset = 0;  // within the GGUF data section (device arenas mirror it)
   uint64_t bytes = 0;
 
   bool present() const { return data != nullptr; }
@@ -69,11 +69,11 @@ struct LayerWeights {
 };
 
 struct ModelWeights {
-  Tensor token_embd;              // (vocab, d_model)
+  Tensor token_embd;  // (vocab, d_model)
   std::vector<LayerWeights> layers;
-  Tensor output_norm;             // (1, d_model) F32
-  Tensor output;                  // (vocab, d_model); == token_embd when tied
-  Tensor rope_freqs;              // (1, head_dim/2) F32, llama 3.x rope scaling; may be absent
+  Tensor output_norm;  // (1, d_model) F32
+  Tensor output;       // (vocab, d_model); == token_embd when tied
+  Tensor rope_freqs;   // (1, head_dim/2) F32, llama 3.x rope scaling; may be absent
 };
 
 // A loaded model: the mapped file, its configuration and views of its weights.

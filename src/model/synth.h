@@ -25,7 +25,8 @@ std::optional<QuantMix> parse_quant(std::string_view name);  // "q4_k_m", "q8_0"
 std::string_view preset_name(Preset preset);
 std::string_view quant_name(QuantMix quant);
 
-// Shapes of a preset (arch qwen2, or llama for tiny_llama). ctx_train is the context length written to the file.
+// Shapes of a preset (arch qwen2, or llama for tiny_llama). ctx_train is the context length written
+// to the file.
 ModelConfig preset_config(Preset preset);
 
 // What one tensor of the file is: name, ggml type and dims (dims[0] = row length).

@@ -5,8 +5,8 @@
 // the same inputs give the same bits on both backends.
 #pragma once
 
-#include <cstdint>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 
 #include "numerics/host_device.h"
@@ -31,7 +31,7 @@ RESIDENT_HD uint32_t float_to_bits(float f) {
 // Method: x = n*ln2 + r with |r| <= ln2/2 (Cody-Waite two-part ln2), exp(r) by a degree-6
 // degree-7 Taylor polynomial (Horner), then scale by 2^n through the exponent field.
 RESIDENT_HD float exp_canonical(float x) {
-  if (x != x) return x;              // NaN propagates
+  if (x != x) return x;                              // NaN propagates
   if (x > 88.7f) return bits_to_float(0x7f800000u);  // +inf
   if (x < -103.0f) return 0.0f;
   const float log2e = 1.44269504088896341f;
@@ -63,7 +63,9 @@ RESIDENT_HD float exp_canonical(float x) {
 }
 
 // SiLU(g) = g / (1 + exp(-g)).
-RESIDENT_HD float silu_canonical(float g) { return g / (1.0f + exp_canonical(-g)); }
+RESIDENT_HD float silu_canonical(float g) {
+  return g / (1.0f + exp_canonical(-g));
+}
 
 // Round-to-nearest-even conversion float -> int, identical to CUDA's __float2int_rn for the
 // |x| <= 127.5 range used by activation quantization.
@@ -81,8 +83,8 @@ RESIDENT_HD int round_to_int_even(float x) {
 inline constexpr int kActBlock = 32;
 
 struct ActBlock {
-  float d;        // scale: x_i ~= d * q_i
-  int32_t sum;    // sum of q_i, used by weight formats with a per-block minimum (Q4_K, Q5_K)
+  float d;      // scale: x_i ~= d * q_i
+  int32_t sum;  // sum of q_i, used by weight formats with a per-block minimum (Q4_K, Q5_K)
   int8_t q[kActBlock];
 };
 static_assert(sizeof(ActBlock) == 40, "ActBlock layout is shared with the CUDA kernels");

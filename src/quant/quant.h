@@ -31,14 +31,12 @@ bool uses_int8_activations(Type type);
 // Canonical dot product of one weight row with one activation vector: the sum, in order
 // j = 0, 1, ..., of the per-32-element-block partials defined in docs/numerics.md.
 // `xq` is used by quantized types, `xf` by float types; the other may be null.
-float dot_row(Type type, const void* row, const numerics::ActBlock* xq, const float* xf,
-              int64_t n);
+float dot_row(Type type, const void* row, const numerics::ActBlock* xq, const float* xf, int64_t n);
 
 // out[t * out_stride + r] = dot_row(W row r, activation t) for r in [row_begin, row_end) and
 // t in [0, n_tokens). Activation t is xq + t * (n / 32) or xf + t * n. Bit-identical to calling
 // dot_row for each pair: batching changes speed, never results.
-void matmul_rows(Type type, const void* w, int64_t n, const numerics::ActBlock* xq,
-                 const float* xf, int n_tokens, float* out, int64_t out_stride, int64_t row_begin,
-                 int64_t row_end);
+void matmul_rows(Type type, const void* w, int64_t n, const numerics::ActBlock* xq, const float* xf,
+                 int n_tokens, float* out, int64_t out_stride, int64_t row_begin, int64_t row_end);
 
 }  // namespace resident::quant

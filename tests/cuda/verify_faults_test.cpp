@@ -1,6 +1,7 @@
-// `resident verify` can fail: under each injected fault (RESIDENT_FAULT, src/cuda/fault_injection.cuh)
-// exactly the matching gate of gpu-weight-residency-v1 turns to FAIL, and without a fault every
-// applicable gate passes. Runs the real binary on a synthetic model, on a GPU (label cuda).
+// `resident verify` can fail: under each injected fault (RESIDENT_FAULT,
+// src/cuda/fault_injection.cuh) exactly the matching gate of gpu-weight-residency-v1 turns to FAIL,
+// and without a fault every applicable gate passes. Runs the real binary on a synthetic model, on a
+// GPU (label cuda).
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -18,7 +19,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string shell_quote(const std::string& s) { return "'" + s + "'"; }
+std::string shell_quote(const std::string& s) {
+  return "'" + s + "'";
+}
 
 struct VerifyRun {
   int exit_code = -1;
@@ -51,12 +54,14 @@ class VerifyFaults : public ::testing::Test {
 
   static VerifyRun verify(const std::string& fault, bool unified) {
     VerifyRun run;
-    const std::string json = (dir_ / ("report-" + (fault.empty() ? "none" : fault) + ".json")).string();
+    const std::string json =
+        (dir_ / ("report-" + (fault.empty() ? "none" : fault) + ".json")).string();
     const std::string log = json + ".log";
-    std::string cmd = (fault.empty() ? std::string("env -u RESIDENT_FAULT ") : "RESIDENT_FAULT=" + fault + " ") +
-                      RESIDENT_BINARY + " verify -m " + shell_quote(model_) + " --tokens 8 --json " +
-                      shell_quote(json) + (unified ? " --memory unified" : "") + " > " +
-                      shell_quote(log) + " 2>&1";
+    std::string cmd =
+        (fault.empty() ? std::string("env -u RESIDENT_FAULT ") : "RESIDENT_FAULT=" + fault + " ") +
+        RESIDENT_BINARY + " verify -m " + shell_quote(model_) + " --tokens 8 --json " +
+        shell_quote(json) + (unified ? " --memory unified" : "") + " > " + shell_quote(log) +
+        " 2>&1";
     const int status = std::system(cmd.c_str());
     run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     std::ifstream lf(log);

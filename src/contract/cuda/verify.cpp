@@ -19,7 +19,8 @@ namespace resident::contract {
 namespace {
 
 void cuda_ok(cudaError_t rc, const char* call) {
-  if (rc != cudaSuccess) throw Error(std::string("verify: ") + call + ": " + cudaGetErrorString(rc));
+  if (rc != cudaSuccess)
+    throw Error(std::string("verify: ") + call + ": " + cudaGetErrorString(rc));
 }
 
 // One memory observation: NVML's view of this process (as nvidia-smi shows it) and the device,
@@ -30,7 +31,8 @@ struct MemorySample {
   uint64_t used() const { return nvml.process_found ? nvml.process_used : nvml.device_used; }
   uint64_t cuda_used() const { return cuda_total - cuda_free; }
   nlohmann::json to_json() const {
-    return {{"nvml_process_used", nvml.process_found ? nlohmann::json(nvml.process_used) : nlohmann::json()},
+    return {{"nvml_process_used",
+             nvml.process_found ? nlohmann::json(nvml.process_used) : nlohmann::json()},
             {"nvml_device_used", nvml.device_used},
             {"cuda_used", cuda_used()}};
   }
@@ -95,7 +97,8 @@ std::vector<int32_t> greedy_ids(Backend& backend, std::span<const int32_t> promp
 bool unified_memory_system(int device) {
   int integrated = 0, pageable_host_tables = 0;
   cudaDeviceGetAttribute(&integrated, cudaDevAttrIntegrated, device);
-  cudaDeviceGetAttribute(&pageable_host_tables, cudaDevAttrPageableMemoryAccessUsesHostPageTables, device);
+  cudaDeviceGetAttribute(&pageable_host_tables, cudaDevAttrPageableMemoryAccessUsesHostPageTables,
+                         device);
   return integrated != 0 || pageable_host_tables != 0;
 }
 
@@ -185,9 +188,10 @@ VerifyResult run_verify(const VerifyOptions& o, const std::string& commit) {
       obs.gpu_ids.insert(obs.gpu_ids.end(), g.begin(), g.end());
       obs.cpu_ids.insert(obs.cpu_ids.end(), c.begin(), c.end());
       const auto first = first_divergence(g, c);
-      parity_detail.push_back({{"prompt", text},
-                               {"tokens", g.size()},
-                               {"first_divergence", first ? nlohmann::json(*first) : nlohmann::json()}});
+      parity_detail.push_back(
+          {{"prompt", text},
+           {"tokens", g.size()},
+           {"first_divergence", first ? nlohmann::json(*first) : nlohmann::json()}});
     }
   }
 
@@ -208,7 +212,8 @@ VerifyResult run_verify(const VerifyOptions& o, const std::string& commit) {
           managed ? "NVML device used memory (managed weights: per-process figure excludes them)"
           : nvml_process ? "NVML per-process used memory"
                          : "NVML device used memory (process not listed)";
-      g.detail["cuda_mem_get_info_delta"] = delta(after_weights.cuda_used(), before_weights.cuda_used());
+      g.detail["cuda_mem_get_info_delta"] =
+          delta(after_weights.cuda_used(), before_weights.cuda_used());
       g.detail["context_bytes"] = at_context.used();
       g.detail["kv_cache_bytes"] = gpu_memory.kv_cache_bytes;
       g.detail["workspace_bytes"] = gpu_memory.workspace_bytes;
@@ -252,7 +257,8 @@ VerifyResult run_verify(const VerifyOptions& o, const std::string& commit) {
 std::string format_table(const Report& report) {
   std::ostringstream out;
   char line[512];
-  std::snprintf(line, sizeof line, "%-8s %-6s %-22s %-34s %s\n", "gate", "verdict", "measured", "bound", "method");
+  std::snprintf(line, sizeof line, "%-8s %-6s %-22s %-34s %s\n", "gate", "verdict", "measured",
+                "bound", "method");
   out << line;
   for (const GateResult& g : report.gates) {
     std::string measured;

@@ -12,14 +12,14 @@ namespace resident::contract {
 struct VerifyOptions {
   std::string model_path;
   double min_tps = AC_GWR_MIN_TPS_RTX4090;
-  int parity_tokens = 32;   // greedy tokens per parity prompt
-  int tps_tokens = 128;     // decode steps per throughput repetition
+  int parity_tokens = 32;  // greedy tokens per parity prompt
+  int tps_tokens = 128;    // decode steps per throughput repetition
   int tps_reps = 5;
-  int htod_steps = 64;      // steady-state decode steps watched by CUPTI
+  int htod_steps = 64;  // steady-state decode steps watched by CUPTI
   bool unified_memory = false;
   int n_ctx = 1024;
   int cpu_threads = 0;
-  std::string fault;        // fault injection (RESIDENT_FAULT), reported in the JSON
+  std::string fault;  // fault injection (RESIDENT_FAULT), reported in the JSON
 };
 
 struct VerifyResult {
