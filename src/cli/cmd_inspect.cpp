@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "cli/backend_factory.h"
 #include "cli/command_registry.h"
 #include "gguf/gguf.h"
 #include "quant/types.h"
@@ -190,14 +191,51 @@ void print_json(const gguf::File& f) {
   std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
 }
 
+// --memory: what a backend holds once this model is loaded (the same report as run --verbose).
+int print_memory(const std::string& path, const BackendOptions& options, bool json) {
+  const Model model = Model::load(path);
+  const auto backend = make_backend(model, options);
+  const MemoryReport m = backend->memory_report();
+  if (json) {
+    const nlohmann::json j{{"device", backend->info().device},
+                           {"weight_memory", m.weight_memory},
+                           {"weights", m.weights},
+                           {"kv_cache", m.kv_cache},
+                           {"workspace", m.workspace},
+                           {"context", m.context},
+                           {"n_ctx", backend->n_ctx()}};
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    auto mib = [](uint64_t b) { return b / 1048576.0; };
+    std::printf("device %s, context %d tokens\n", backend->info().device.c_str(), backend->n_ctx());
+    std::printf("weights    %10.1f MiB (%s)\n", mib(m.weights), m.weight_memory.c_str());
+    std::printf("kv cache   %10.1f MiB\n", mib(m.kv_cache));
+    std::printf("workspace  %10.1f MiB\n", mib(m.workspace));
+    std::printf("context    %10.1f MiB%s\n", mib(m.context),
+                m.context ? "" : " (not measured here: resident verify measures it with NVML)");
+  }
+  return 0;
+}
+
 const CommandRegistration kInspect{
     Command{"inspect", "Print a GGUF file's metadata and tensor table (validates the whole header)",
             [](CLI::App& sub) -> std::function<int()> {
               auto model = std::make_shared<std::string>();
               auto json = std::make_shared<bool>(false);
+              auto memory = std::make_shared<bool>(false);
+              auto backend = std::make_shared<BackendOptions>();
               sub.add_option("model", *model, "GGUF file")->required();
               sub.add_flag("--json", *json, "Emit JSON instead of text");
-              return [model, json]() {
+              sub.add_flag("--memory", *memory,
+                           "Load the model on --device and report weights / KV cache / "
+                           "workspace / context memory");
+              // Not add_backend_options: its --memory (device|unified) would clash with this flag.
+              sub.add_option("--device", backend->device, "with --memory: cpu, cuda or auto")
+                  ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
+              sub.add_option("--ctx", backend->n_ctx, "with --memory: context length")
+                  ->check(CLI::Range(1, 1 << 20));
+              return [model, json, memory, backend]() {
+                if (*memory) return print_memory(*model, *backend, *json);
                 const gguf::File file = gguf::File::open(*model);
                 if (*json) {
                   print_json(file);
