@@ -14,6 +14,7 @@
 #include "cli/command_registry.h"
 #include "contract/nvml_probe.h"
 #include "util/error.h"
+#include "util/files.h"
 
 namespace resident::cli {
 namespace {
@@ -43,13 +44,6 @@ std::vector<int> parse_list(const std::string& text, const char* flag) {
     }
   }
   return v;
-}
-
-std::string utc_date() {
-  std::time_t now = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-  return buf;
 }
 
 // Bytes a decode step must read at least once: every weight except the embedding table (one row

@@ -8,6 +8,7 @@
 #include "cli/backend_factory.h"
 #include "cli/command_registry.h"
 #include "util/error.h"
+#include "util/files.h"
 
 namespace resident::cli {
 namespace {
@@ -30,38 +31,35 @@ std::vector<int32_t> parse_ids(const std::string& text) {
   return ids;
 }
 
-CommandRegistration registration{
-    Command{"logits", "write the logits of every position for given token ids (testing)",
-            [](CLI::App& sub) -> std::function<int()> {
-              struct Options {
-                std::string model, ids, out;
-                BackendOptions backend;
-              };
-              auto o = std::make_shared<Options>();
-              o->backend.device = "cpu";
-              sub.add_option("-m,--model", o->model, "GGUF model file");
-              sub.add_option("--ids", o->ids, "comma-separated token ids")->required();
-              sub.add_option("-o,--out", o->out, "output file (float32, n x vocab)")->required();
-              add_backend_options(sub, o->backend);
-              return [o]() -> int {
-                const Model model = Model::load(resolve_model_path(o->model));
-                const std::vector<int32_t> ids = parse_ids(o->ids);
-                for (int32_t id : ids)
-                  if (id >= model.config.vocab_size)
-                    throw Error("--ids: token id " + std::to_string(id) + " >= vocab size " +
-                                std::to_string(model.config.vocab_size));
-                o->backend.n_ctx = std::max<int>(o->backend.n_ctx, static_cast<int>(ids.size()));
-                auto backend = make_backend(model, o->backend);
-                const std::vector<float> logits = backend->logits(ids);
-                std::ofstream out(o->out, std::ios::binary);
-                if (!out) throw Error(o->out + ": cannot open for writing");
-                out.write(reinterpret_cast<const char*>(logits.data()),
-                          static_cast<std::streamsize>(logits.size() * sizeof(float)));
-                if (!out) throw Error(o->out + ": write failed");
-                return 0;
-              };
-            },
-            /*hidden=*/true}};
+CommandRegistration registration{Command{
+    "logits", "write the logits of every position for given token ids (testing)",
+    [](CLI::App& sub) -> std::function<int()> {
+      struct Options {
+        std::string model, ids, out;
+        BackendOptions backend;
+      };
+      auto o = std::make_shared<Options>();
+      o->backend.device = "cpu";
+      sub.add_option("-m,--model", o->model, "GGUF model file");
+      sub.add_option("--ids", o->ids, "comma-separated token ids")->required();
+      sub.add_option("-o,--out", o->out, "output file (float32, n x vocab)")->required();
+      add_backend_options(sub, o->backend);
+      return [o]() -> int {
+        const Model model = Model::load(resolve_model_path(o->model));
+        const std::vector<int32_t> ids = parse_ids(o->ids);
+        for (int32_t id : ids)
+          if (id >= model.config.vocab_size)
+            throw Error("--ids: token id " + std::to_string(id) + " >= vocab size " +
+                        std::to_string(model.config.vocab_size));
+        o->backend.n_ctx = std::max<int>(o->backend.n_ctx, static_cast<int>(ids.size()));
+        auto backend = make_backend(model, o->backend);
+        const std::vector<float> logits = backend->logits(ids);
+        write_file_atomically(o->out, std::string_view(reinterpret_cast<const char*>(logits.data()),
+                                                       logits.size() * sizeof(float)));
+        return 0;
+      };
+    },
+    /*hidden=*/true}};
 
 }  // namespace
 }  // namespace resident::cli

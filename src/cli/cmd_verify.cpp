@@ -8,6 +8,7 @@
 #include "cli/backend_factory.h"
 #include "cli/command_registry.h"
 #include "util/error.h"
+#include "util/files.h"
 
 #if defined(RESIDENT_HAVE_CUDA)
 #include "contract/cuda/verify.h"
@@ -37,10 +38,7 @@ int verify(const VerifyFlags& f) {
   const contract::VerifyResult r = contract::run_verify(o, RESIDENT_COMMIT);
   std::fputs(contract::format_table(r.report).c_str(), stdout);
   if (!f.json_path.empty()) {
-    std::ofstream out(f.json_path);
-    if (!out) throw Error(f.json_path + ": cannot open for writing");
-    out << r.json.dump(2) << "\n";
-    if (!out) throw Error(f.json_path + ": write failed");
+    write_file_atomically(f.json_path, r.json.dump(2) + "\n");
   }
   return r.report.overall == contract::Verdict::Pass ? 0 : 2;
 #else

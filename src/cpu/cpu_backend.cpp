@@ -114,16 +114,19 @@ void CpuBackend::embed(int32_t token, float* out) const {
   quant::dequantize_row(e.type, row, out, e.row_length);
 }
 
-void CpuBackend::matmul(const Tensor& w, const float* x, int n_tokens, float* out) {
+void CpuBackend::matmul(const Tensor& w, const float* x, int n_tokens, float* out,
+                        bool same_input) {
   const int64_t n = w.row_length;
   const bool int8 = quant::uses_int8_activations(w.type);
-  if (int8) {
+  if (!same_input) xq_ready_ = false;
+  if (int8 && !xq_ready_) {
     const int64_t blocks = n / numerics::kActBlock;
     xq_.resize(static_cast<size_t>(blocks) * n_tokens);
     pool_.parallel_for(n_tokens, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t)
         quant::quantize_activations(x + t * n, xq_.data() + t * blocks, n);
     });
+    xq_ready_ = true;
   }
   pool_.parallel_for(
       w.rows,
@@ -163,8 +166,8 @@ void CpuBackend::forward(std::span<const int32_t> tokens, bool all_logits) {
               {&h_[t * d], size_t(d)});
     hook("attn_norm", il, h_.data(), h_.size());
     matmul(L.wq, h_.data(), n, q_.data());
-    matmul(L.wk, h_.data(), n, k_.data());
-    matmul(L.wv, h_.data(), n, v_.data());
+    matmul(L.wk, h_.data(), n, k_.data(), /*same_input=*/true);
+    matmul(L.wv, h_.data(), n, v_.data(), /*same_input=*/true);
     for (int t = 0; t < n; ++t) {
       if (L.bq.present()) add_inplace(&q_[t * qd], f32_span(L.bq).data(), qd);
       if (L.bk.present()) add_inplace(&k_[t * kvd], f32_span(L.bk).data(), kvd);
@@ -198,7 +201,7 @@ void CpuBackend::forward(std::span<const int32_t> tokens, bool all_logits) {
     for (int t = 0; t < n; ++t)
       rmsnorm({&x_[t * d], size_t(d)}, f32_span(L.ffn_norm), cfg_.rms_eps, {&h_[t * d], size_t(d)});
     matmul(L.w_gate, h_.data(), n, gate_.data());
-    matmul(L.w_up, h_.data(), n, up_.data());
+    matmul(L.w_up, h_.data(), n, up_.data(), /*same_input=*/true);
     pool_.parallel_for(
         static_cast<int64_t>(n) * ff,
         [&](int64_t b, int64_t e) {

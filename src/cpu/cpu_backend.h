@@ -46,7 +46,9 @@ class CpuBackend : public Backend {
   void forward(std::span<const int32_t> tokens, bool all_logits);
 
   // out[t * rows + r] = W[r] . x_t for the n_tokens activations in x (row-major, n x W.row_length).
-  void matmul(const Tensor& w, const float* x, int n_tokens, float* out);
+  // same_input: x is the input of the previous matmul, unchanged, so its int8 blocks (if that
+  // call made them) are reused instead of quantized again (q/k/v share h, so do gate/up).
+  void matmul(const Tensor& w, const float* x, int n_tokens, float* out, bool same_input = false);
   void embed(int32_t token, float* out) const;
   void hook(const char* name, int layer, const float* v, size_t n) const;
   int32_t sample_next();
@@ -63,6 +65,7 @@ class CpuBackend : public Backend {
   // Workspace, sized for the largest batch seen so far.
   std::vector<float> x_, h_, q_, k_, v_, attn_, proj_, gate_, up_, logits_;
   std::vector<numerics::ActBlock> xq_;
+  bool xq_ready_ = false;  // xq_ holds the blocks of the last matmul's input
   std::vector<float> scores_;
 
   SamplerParams sampler_params_;

@@ -14,6 +14,7 @@
 #include "model/model.h"
 #include "tokenizer/chat_template.h"
 #include "util/error.h"
+#include "util/files.h"
 
 namespace resident::contract {
 namespace {
@@ -63,13 +64,6 @@ class MemoryProbe {
 
 int64_t delta(uint64_t after, uint64_t before) {
   return static_cast<int64_t>(after) - static_cast<int64_t>(before);
-}
-
-std::string utc_date() {
-  std::time_t now = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-  return buf;
 }
 
 // Prompts for the parity gate: code, prose, a chat turn, numbers, non-ASCII.
