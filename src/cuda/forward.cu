@@ -6,6 +6,7 @@
 #include "cuda/forward.cuh"
 #include "cuda/legacy_switch.h"
 #include "cuda/matvec.cuh"
+#include "cuda/matvec_stream.cuh"
 #include "cuda/quantize_act.cuh"
 #include "cuda/rmsnorm.cuh"
 #include "cuda/rope_kv.cuh"
@@ -31,6 +32,37 @@ void matmul(const DeviceTensor& w, const float* x, const numerics::ActBlock* xq,
   a.bias = bias;
   a.accumulate = accumulate;
   matvec(a, stream);
+}
+
+// Decode (one token): matrices that read the same activations go through one streamed launch
+// per run of equal weight types (q/k/v are often Q4_K/Q4_K/Q6_K: two launches; gate/up: one).
+struct Projection {
+  const DeviceTensor* w;
+  float* out;
+  const float* bias;
+};
+template <size_t N>
+void matmul_shared_input(const Projection (&ps)[N], const float* x, const numerics::ActBlock* xq,
+                         int n_tokens, cudaStream_t s) {
+  static const bool legacy = use_legacy("stream");
+  const DeviceTensor& w0 = *ps[0].w;
+  bool streamable = n_tokens == 1 && !legacy;
+  for (const Projection& p : ps)
+    streamable = streamable && p.w->row_length == w0.row_length &&
+                 matvec_stream_supported(p.w->type, p.w->row_length);
+  if (!streamable) {
+    for (const Projection& p : ps) matmul(*p.w, x, xq, n_tokens, p.out, s, p.bias);
+    return;
+  }
+  for (size_t i = 0; i < N;) {
+    MatvecStreamArgs a;
+    a.type = ps[i].w->type;
+    a.n = w0.row_length;
+    a.xq = xq;
+    for (; i < N && ps[i].w->type == a.type && a.n_segments < kMaxStreamSegments; ++i)
+      a.seg[a.n_segments++] = {ps[i].w->data, ps[i].w->rows, ps[i].out, ps[i].bias, false};
+    matvec_stream(a, s);
+  }
 }
 
 // Normed activations h and their quantized blocks xq, in one kernel where it fits.
@@ -63,9 +95,9 @@ void forward_layers(const DeviceModel& m, const KvCache& kv, const Workspace& ws
     // Attention block: h = norm(x); q, k, v = W h + b; rope; cache; attention; x += Wo attn.
     norm_and_quantize(ws.x, L.attn_norm.f32(), c.rms_eps, d, n, ws.h, ws.xq, fuse,
                       s);  // xq shared by q, k and v
-    matmul(L.wq, ws.h, ws.xq, n, ws.q, s, L.bq.f32());
-    matmul(L.wk, ws.h, ws.xq, n, ws.k, s, L.bk.f32());
-    matmul(L.wv, ws.h, ws.xq, n, ws.v, s, L.bv.f32());
+    const Projection qkv[] = {
+        {&L.wq, ws.q, L.bq.f32()}, {&L.wk, ws.k, L.bk.f32()}, {&L.wv, ws.v, L.bv.f32()}};
+    matmul_shared_input(qkv, ws.h, ws.xq, n, s);
 
     RopeKvArgs r;
     r.q = ws.q, r.k = ws.k, r.v = ws.v;
@@ -90,8 +122,8 @@ void forward_layers(const DeviceModel& m, const KvCache& kv, const Workspace& ws
     // Feed-forward block: h = norm(x); x += W_down (silu(W_gate h) * (W_up h)).
     norm_and_quantize(ws.x, L.ffn_norm.f32(), c.rms_eps, d, n, ws.h, ws.xq, fuse,
                       s);  // xq shared by gate and up
-    matmul(L.w_gate, ws.h, ws.xq, n, ws.gate, s);
-    matmul(L.w_up, ws.h, ws.xq, n, ws.up, s);
+    const Projection gate_up[] = {{&L.w_gate, ws.gate, nullptr}, {&L.w_up, ws.up, nullptr}};
+    matmul_shared_input(gate_up, ws.h, ws.xq, n, s);
     if (fuse) {
       swiglu_quant(ws.gate, ws.up, ws.gate, ws.xq, static_cast<int64_t>(n) * ff, s);
     } else {

@@ -10,6 +10,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/legacy_switch.h"
 #include "cuda/matvec.cuh"
+#include "cuda/matvec_stream.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/quant_blocks.h"
 #include "quant/quant.h"
@@ -161,7 +162,18 @@ void launch(const MatvecArgs& a, int64_t row_bytes, cudaStream_t stream) {
   // Decode: the staged kernel where its shared memory fits. Else one token per warp. Batches: 8
   // tokens share each decoded weight block.
   static const bool legacy = use_legacy("matvec");
+  static const bool legacy_stream = use_legacy("stream");
   if constexpr (B::kInt8) {
+    // Decode: the streaming kernel (matvec_stream.cu) unless switched off for an A/B run.
+    if (a.n_tokens == 1 && !legacy && !legacy_stream && matvec_stream_supported(a.type, a.n)) {
+      MatvecStreamArgs s;
+      s.type = a.type;
+      s.n = a.n;
+      s.xq = a.xq;
+      s.seg[0] = {a.w, a.rows, a.out, a.bias, a.accumulate};
+      s.n_segments = 1;
+      return matvec_stream(s, stream);
+    }
     const int R = a.n_tokens == 1 && !legacy ? staged_rows(n_blocks, row_bytes) : 0;
     if (R > 0) {
       const int64_t n_chunks = (R * row_bytes + 15) / 16 + 1;

@@ -121,6 +121,7 @@ RESIDENT_HD int dot8(const int (&w)[8], const ActBlock& a) {
 // ---------------------------------------------------------------- Q8_0: {fp16 d; int8 q[32]}
 struct Q8_0 {
   static constexpr bool kInt8 = true;
+  static constexpr int kSubBlocks = 1;    // 32-blocks per storage block
   static constexpr int kBlockBytes = 34;  // per 32 elements
   struct Block {
     int w[8];
@@ -147,6 +148,7 @@ struct Q8_0 {
 // qs[l] for l < 16, high nibble of qs[l - 16] otherwise; value d * (q - 8)
 struct Q4_0 {
   static constexpr bool kInt8 = true;
+  static constexpr int kSubBlocks = 1;  // 32-blocks per storage block
   static constexpr int kBlockBytes = 18;
   struct Block {
     int w[8];  // unsigned quants 0..15, one per byte
@@ -185,6 +187,7 @@ RESIDENT_HD uint32_t spread_bit4(uint32_t bits) {
 // ----------------------------- Q5_0: {fp16 d; u32 qh; u8 qs[16]}, element l gets high bit l of qh
 struct Q5_0 {
   static constexpr bool kInt8 = true;
+  static constexpr int kSubBlocks = 1;  // 32-blocks per storage block
   static constexpr int kBlockBytes = 22;
   struct Block {
     int w[8];  // unsigned quants 0..31
@@ -233,6 +236,7 @@ RESIDENT_HD void k4_scale_min(const uint8_t* s, int j, int* sc, int* m) {
 // uses qs[32 * (j / 2) + l], low nibble for even j, high nibble for odd j.
 struct Q4_K {
   static constexpr bool kInt8 = true;
+  static constexpr int kSubBlocks = 8;     // 32-blocks per storage block
   static constexpr int kBlockBytes = 144;  // per 256 elements
   struct Block {
     int w[8];
@@ -273,6 +277,7 @@ struct Q4_K {
 // qh[l] as bit 4 of element l of sub-block j
 struct Q5_K {
   static constexpr bool kInt8 = true;
+  static constexpr int kSubBlocks = 8;  // 32-blocks per storage block
   static constexpr int kBlockBytes = 176;
   using Block = Q4_K::Block;
   static RESIDENT_HD Block load(const uint8_t* row, int64_t j) {
@@ -315,6 +320,7 @@ struct Q5_K {
 // and high 2 bits from qh[32h + l] >> 2k; value d * scales[2j + l / 16] * (q - 32).
 struct Q6_K {
   static constexpr bool kInt8 = true;
+  static constexpr int kSubBlocks = 8;  // 32-blocks per storage block
   static constexpr int kBlockBytes = 210;
   struct Block {
     int w[8];  // unsigned quants 0..63

@@ -15,6 +15,7 @@
 #include "cuda/elementwise.cuh"
 #include "cuda/embed.cuh"
 #include "cuda/matvec.cuh"
+#include "cuda/matvec_stream.cuh"
 #include "cuda/quantize_act.cuh"
 #include "cuda/rmsnorm.cuh"
 #include "cuda/rope_kv.cuh"
@@ -165,6 +166,56 @@ TEST(CudaKernels, MatvecBiasAndResidualEpilogues) {
   check_matvec(rng, {Type::Q6_K, 256, 1536, 9}, true, false);
   check_matvec(rng, {Type::Q4_K, 1536, 8960, 1}, false, true);
   check_matvec(rng, {Type::F16, 1536, 1536, 11}, false, true);
+}
+
+// One streamed launch over several matrices that share the input (q/k/v, gate/up), each with
+// its own rows, output, bias and epilogue: every segment equals its own CPU matmul.
+TEST(CudaKernels, MatvecStreamSegmentsMatchCpu) {
+  REQUIRE_GPU_OR_SKIP();
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("RESIDENT_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  struct Seg {
+    int64_t rows;
+    bool bias, accumulate;
+  };
+  for (Type type : {Type::Q4_K, Type::Q6_K, Type::Q8_0, Type::Q5_0}) {
+    for (int64_t n : {1536, 8960}) {
+      const std::vector<Seg> segs = {{1536, true, false}, {256, false, true}, {37, true, true}};
+      SCOPED_TRACE(std::string(quant::type_info(type).name) + " n=" + std::to_string(n));
+      const std::vector<float> x = activations(rng, n, 1);
+      std::vector<ActBlock> xq(n / 32);
+      quant::quantize_activations(x.data(), xq.data(), n);
+      auto dxq = upload(xq);
+      MatvecStreamArgs a;
+      a.type = type;
+      a.n = n;
+      a.xq = dxq.get();
+      std::vector<DeviceBuffer<uint8_t>> dw;
+      std::vector<DeviceBuffer<float>> dout, dbias;
+      std::vector<std::vector<float>> want;
+      for (const Seg& g : segs) {
+        const std::vector<uint8_t> w = random_weights(rng, type, g.rows, n, 256);
+        const std::vector<float> bias = random_floats(rng, g.rows);
+        const std::vector<float> prior = random_floats(rng, g.rows);
+        std::vector<float> cpu(g.rows);
+        quant::matmul_rows(type, w.data(), n, xq.data(), nullptr, 1, cpu.data(), g.rows, 0, g.rows);
+        for (int64_t r = 0; r < g.rows; ++r) {
+          if (g.bias) cpu[r] = cpu[r] + bias[r];
+          if (g.accumulate) cpu[r] = prior[r] + cpu[r];
+        }
+        want.push_back(cpu);
+        dw.push_back(upload(w));
+        dbias.push_back(upload(bias));
+        dout.push_back(g.accumulate ? upload(prior) : poisoned<float>(g.rows));
+        a.seg[a.n_segments++] = {dw.back().get(), g.rows, dout.back().get(),
+                                 g.bias ? dbias.back().get() : nullptr, g.accumulate};
+      }
+      matvec_stream(a, nullptr);
+      for (size_t i = 0; i < segs.size(); ++i)
+        EXPECT_TRUE(same_bits(download(dout[i]), want[i], "segment " + std::to_string(i)));
+    }
+  }
 }
 
 TEST(CudaKernels, MatvecLmHeadShape) {
