@@ -1,18 +1,23 @@
 // Why a separate decode kernel: a decode step reads ~1 GB of weights through ~200 matvecs, and
-// the block-staged kernel of matvec.cu reached only 250-780 GB/s on them (ncu): each thread block
-// copied its rows, waited, then computed, so copy and compute never overlapped, and a launch per
-// matrix paid its ramp-up (~3 us) 7 times per layer.
+// the block-staged kernel of matvec.cu (now behind RESIDENT_CUDA_LEGACY=stream) copied a block's
+// rows, waited, then computed, with a launch per matrix.
 //
 // Here one launch sized to a single wave covers one to three matrices with the same input (q/k/v,
-// gate/up). Rows are split into contiguous runs, one per warp. A warp streams its run through a
-// ring of `depth` row slots in its own shared memory: lane l issues cp.async for the 16-byte
-// chunks l, l + 32, ... of a row, so while it computes row i, rows i+1 .. i+depth-1 are in
-// flight. The first slots are filled before pdl_wait (weights are never written), so that copy
-// overlaps the previous kernel's tail. No block-wide barrier after the start.
+// gate/up). Rows form groups of up to 8 consecutive rows of one matrix (about 4 KB of weights;
+// one row when rows are longer), and each warp owns a contiguous run of groups. A warp streams
+// its run through a ring of `depth` group slots in its own shared memory: lane l issues cp.async
+// for the 16-byte chunks l, l + 32, ... of the group's bytes, so while it computes one group the
+// next is in flight. The first slots are filled before pdl_wait (weights are never written), so
+// that copy overlaps the previous kernel's tail. No block-wide barrier after the start.
 //
-// The arithmetic per row is unchanged: lane l forms the partials p_j = B::partial(B::load(row, j),
-// a_j) of blocks j = l, l + 32, ..., stores them in shared memory, and lane 0 adds p_0, p_1, ...
-// in j order from 0.0f: the spec's sequential sum, bit for bit.
+// The arithmetic is the spec's (docs/numerics.md): the partials p_j = B::partial(B::load(row, j),
+// a_j) of every (row, block) pair of the group are spread over the lanes, one storage block per
+// lane (a k-quant super-block's 8 sub-blocks together, so its scales and shared quant bytes are
+// read once), and stored in shared memory; then lane i adds row i's p_0, p_1, ... in j order from
+// 0.0f. The sums of a group's rows run side by side, bit for bit the CPU's.
+//
+// Measured (docs/perf.md, "CUDA decode, round 2"): +3.6% over the staged kernel; these matvecs
+// are bound by the latency of each warp's serial work, not by DRAM.
 #include <algorithm>
 #include <array>
 #include <cstdio>
