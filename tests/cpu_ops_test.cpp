@@ -100,6 +100,42 @@ TEST(CpuOps, ExpCanonicalIsAccurate) {
   EXPECT_TRUE(std::isnan(numerics::exp_canonical(NAN)));
 }
 
+// The 8-lane exp_canonical (attention softmax) and swiglu equal the scalar spec bit for bit on
+// a sweep over the whole float range (every 997th bit pattern: both signs, subnormals, NaN,
+// infinities), the special-case edges (x > 88.7 -> inf, x < -103 -> 0, 2^n with n > 127 or
+// n < -126), and odd lengths (scalar tail).
+TEST(CpuOps, VectorExpAndSwigluEqualScalarSpecBitForBit) {
+  std::vector<float> x;
+  for (uint64_t u = 0; u < (uint64_t{1} << 32); u += 997)
+    x.push_back(numerics::bits_to_float(static_cast<uint32_t>(u)));
+  for (float v = -110.0f; v <= 100.0f; v += 0.0137f) x.push_back(v);
+  for (float edge : {88.7f, -103.0f, -87.33654f, -87.33655f, 88.37626f, 88.72284f, -88.0f, -102.9f,
+                     0.0f, -0.0f, INFINITY, -INFINITY, NAN}) {
+    for (int d = -40; d <= 40; ++d) {
+      x.push_back(numerics::bits_to_float(
+          static_cast<uint32_t>(static_cast<int64_t>(numerics::float_to_bits(edge)) + d)));
+    }
+  }
+  x.push_back(1.0f);  // odd length: the last elements take the scalar tail
+  const size_t n = x.size();
+  std::vector<float> got(n), want(n);
+  exp_canonical_n(x.data(), got.data(), static_cast<int64_t>(n));
+  for (size_t i = 0; i < n; ++i) {
+    ASSERT_EQ(bits(got[i]), bits(numerics::exp_canonical(x[i])))
+        << "x=" << x[i] << " bits " << std::hex << bits(x[i]);
+  }
+  std::mt19937 rng(7);
+  const std::vector<float> u = random_vector(rng, n, 3.0f);
+  swiglu(x.data(), u.data(), got.data(), static_cast<int64_t>(n));
+  swiglu_reference(x.data(), u.data(), want.data(), static_cast<int64_t>(n));
+  for (size_t i = 0; i < n; ++i) {
+    ASSERT_EQ(bits(got[i]), bits(want[i])) << "g=" << x[i] << " u=" << u[i];
+  }
+  std::vector<float> in_place(x);  // h aliasing g, as the backend calls it
+  swiglu(in_place.data(), u.data(), in_place.data(), static_cast<int64_t>(n));
+  for (size_t i = 0; i < n; ++i) ASSERT_EQ(bits(in_place[i]), bits(want[i]));
+}
+
 TEST(CpuOps, AttentionHeadEqualsSoftmaxWeightedValues) {
   // Against a float64 softmax attention over the same fp16 K/V: the canonical orders change only
   // rounding, bounded by a few float32 ulps of the result scale.

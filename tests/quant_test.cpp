@@ -21,6 +21,7 @@
 
 #include "quant/block_formats.h"
 #include "quant/dot_reference.h"
+#include "quant/packed_activations.h"
 #include "util/error.h"
 
 namespace resident::quant {
@@ -229,6 +230,43 @@ TEST(QuantActivations, MatchCanonicalBlockQuantizer) {
   }
 }
 
+// quantize_activations (AVX2) == the canonical scalar block quantizer, byte for byte, on
+// blocks built to hit its edges: ties at .5 after scaling, all zeros, one huge channel,
+// subnormal maxima (127 / amax overflows to inf), infinities and NaN.
+TEST(QuantActivations, VectorMatchesCanonicalOnEdgeBlocks) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
+  std::vector<std::vector<float>> blocks;
+  for (int b = 0; b < 200; ++b) {
+    std::vector<float> v(32);
+    for (auto& e : v) e = uni(rng) * std::ldexp(1.0f, b % 40 - 20);
+    blocks.push_back(v);
+  }
+  std::vector<float> ties(32);
+  for (int i = 0; i < 32; ++i) ties[i] = (static_cast<float>(i) - 15.5f) * 0.5f;
+  ties[0] = 127.0f;  // amax 127: x * id = x, so the halves are exact ties
+  blocks.push_back(ties);
+  blocks.push_back(std::vector<float>(32, 0.0f));
+  std::vector<float> huge(32, 0.25f);
+  huge[7] = -3.0e4f;
+  blocks.push_back(huge);
+  std::vector<float> sub(32);
+  for (int i = 0; i < 32; ++i) sub[i] = std::ldexp(static_cast<float>(i % 7) - 3.0f, -140);
+  blocks.push_back(sub);
+  for (float special : {INFINITY, -INFINITY, NAN}) {
+    std::vector<float> v(32);
+    for (auto& e : v) e = uni(rng);
+    v[13] = special;
+    blocks.push_back(v);
+  }
+  for (const auto& v : blocks) {
+    ActBlock got, ref;
+    quantize_activations(v.data(), &got, 32);
+    numerics::quantize_act_block(v.data(), &ref);
+    ASSERT_EQ(std::memcmp(&ref, &got, sizeof ref), 0) << "block starting " << v[0];
+  }
+}
+
 // Round trip. Bound per element, from the quantizer's construction (quantize.cpp): the grid of
 // every block covers the block's values, so the error is at most half a step, where the step is
 // what the block stores; a full step for the one clipped extreme of Q4_0/Q5_0 (ggml's
@@ -411,9 +449,10 @@ TEST(QuantMatmul, BitIdenticalToScalarReference) {
 // would not match on random data), and each Q4_K partial is the written formula.
 // The batched path (n_tokens >= detail::kBatchedMinTokens, matmul_int8.cpp "lane = token")
 // == scalar reference, bit for bit, where its tiling has edges: token counts that leave a
-// partial group of 8 and group counts that are not a multiple of 4 (the one-group remainder
-// kernel), n = 8960 where the token tile holds only 4 groups (several tiles, the last one
-// partial), row ranges that do not start at 0, and Q4_0 / Q5_0 rows with a partial step of blocks.
+// partial group of 8 and group counts that are not a multiple of the register tile's (the
+// one-group remainder kernel), 136 tokens = 17 groups (two token tiles of 16 groups, the last
+// partial), row ranges that do not start at 0 or end on a multiple of the 4-row register tile,
+// n = 8960, and Q4_0 / Q5_0 rows with a partial step of blocks.
 // Every format the batched path takes (Q4_K, Q5_K, Q6_K, Q4_0, Q5_0) and one it does not (Q8_0,
 // per-row kernel).
 TEST(QuantMatmul, BatchedBitIdenticalToScalarReference) {
@@ -429,7 +468,7 @@ TEST(QuantMatmul, BatchedBitIdenticalToScalarReference) {
     const int64_t rows = 13, nb = c.n / 32;
     const auto w = random_rows(c.type, rows, c.n);
     const size_t rb = row_bytes(type_info(c.type), c.n);
-    for (int n_tokens : {4, 8, 17, 40}) {
+    for (int n_tokens : {4, 8, 17, 40, 136}) {
       const auto xq = random_activations(c.n, n_tokens, nullptr);
       for (auto [r0, r1] : {std::pair<int64_t, int64_t>{0, rows}, {3, 12}}) {
         const int64_t stride = rows + 2;
@@ -453,6 +492,46 @@ TEST(QuantMatmul, BatchedBitIdenticalToScalarReference) {
       }
     }
   }
+}
+
+// matmul_rows_packed (activations packed once, shared by threads): the same bits as the
+// reference for every batched type and for the fallback types, with the pack filled in
+// several group ranges and the rows computed in uneven pieces, as CpuBackend does.
+TEST(QuantMatmul, PackedBitIdenticalToScalarReference) {
+  const Type types[] = {Type::Q4_K, Type::Q6_K, Type::Q5_K, Type::Q4_0, Type::Q8_0};
+  for (Type type : types) {
+    for (int n_tokens : {3, 21, 136}) {
+      SCOPED_TRACE(std::string(type_info(type).name) + " tokens=" + std::to_string(n_tokens));
+      const int64_t n = 512, rows = 37, nb = n / 32;
+      const auto w = random_rows(type, rows, n);
+      const size_t rb = row_bytes(type_info(type), n);
+      const auto xq = random_activations(n, n_tokens, nullptr);
+      PackedActivations pack;
+      pack.prepare(xq.data(), n, n_tokens);
+      const int ng = pack.n_groups();
+      pack.pack_groups(0, ng / 2);
+      pack.pack_groups(ng / 2, ng);
+      const int64_t stride = rows + 1;
+      std::vector<float> out(static_cast<size_t>(stride * n_tokens), NAN);
+      for (auto [r0, r1] : {std::pair<int64_t, int64_t>{0, 5}, {5, 21}, {21, 37}}) {
+        matmul_rows_packed(type, w.data(), pack, out.data(), stride, r0, r1);
+      }
+      for (int t = 0; t < n_tokens; ++t) {
+        ASSERT_TRUE(std::isnan(out[t * stride + rows])) << "wrote past the rows";
+        for (int64_t r = 0; r < rows; ++r) {
+          const float ref =
+              dot_row_reference(type, w.data() + r * rb, xq.data() + t * nb, nullptr, n);
+          ASSERT_EQ(numerics::float_to_bits(out[t * stride + r]), numerics::float_to_bits(ref))
+              << "row " << r << " token " << t;
+        }
+      }
+    }
+  }
+  PackedActivations pack;
+  const auto xq = random_activations(256, 8, nullptr);
+  pack.prepare(xq.data(), 256, 8);
+  std::vector<float> w(256 * 4), out(32);
+  EXPECT_THROW(matmul_rows_packed(Type::F32, w.data(), pack, out.data(), 4, 0, 4), Error);
 }
 
 TEST(QuantReference, SequentialSumOfPartials) {

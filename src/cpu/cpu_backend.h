@@ -14,6 +14,7 @@
 #include "engine/backend.h"
 #include "model/model.h"
 #include "numerics/canonical.h"
+#include "quant/packed_activations.h"
 
 namespace resident::cpu {
 
@@ -65,7 +66,9 @@ class CpuBackend : public Backend {
   // Workspace, sized for the largest batch seen so far.
   std::vector<float> x_, h_, q_, k_, v_, attn_, proj_, gate_, up_, logits_;
   std::vector<numerics::ActBlock> xq_;
-  bool xq_ready_ = false;  // xq_ holds the blocks of the last matmul's input
+  bool xq_ready_ = false;            // xq_ holds the blocks of the last matmul's input
+  quant::PackedActivations packed_;  // xq_ packed for the batched (prefill) kernels
+  bool packed_ready_ = false;        // packed_ holds xq_
   std::vector<float> scores_;
 
   SamplerParams sampler_params_;

@@ -2,6 +2,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "numerics/canonical.h"
@@ -71,19 +72,22 @@ float half_to_float(uint16_t h) {
   return _cvtsh_ss(h);
 }
 
-float dot_head(const float* q, const uint16_t* k, int head_dim) {
+namespace {
+
+// 8 fp16 K/V elements as floats.
+inline __m256 load8(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+inline float dot_head_inline(const float* q, const uint16_t* k, int head_dim) {
   // The 32 lane partials of the spec live in four 8-wide vectors (lanes 8j..8j+7 in acc[j]);
   // element d = 32c + l goes to lane l. Products are rounded, then added (no fused multiply-add).
   __m256 acc[4];
-  for (int j = 0; j < 4; ++j) {
-    const __m256 kv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k + 8 * j)));
-    acc[j] = _mm256_mul_ps(_mm256_loadu_ps(q + 8 * j), kv);
-  }
+  for (int j = 0; j < 4; ++j) acc[j] = _mm256_mul_ps(_mm256_loadu_ps(q + 8 * j), load8(k + 8 * j));
   for (int c = 32; c < head_dim; c += 32) {
     for (int j = 0; j < 4; ++j) {
-      const __m256 kv =
-          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k + c + 8 * j)));
-      acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(_mm256_loadu_ps(q + c + 8 * j), kv));
+      acc[j] = _mm256_add_ps(acc[j],
+                             _mm256_mul_ps(_mm256_loadu_ps(q + c + 8 * j), load8(k + c + 8 * j)));
     }
   }
   // Tree s = 16, 8 (whole vectors), then 4, 2, 1 inside the vector.
@@ -94,6 +98,12 @@ float dot_head(const float* q, const uint16_t* k, int head_dim) {
   const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
   const __m128 s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
   return _mm_cvtss_f32(s1);
+}
+
+}  // namespace
+
+float dot_head(const float* q, const uint16_t* k, int head_dim) {
+  return dot_head_inline(q, k, head_dim);
 }
 
 float dot_head_reference(const float* q, const uint16_t* k, int head_dim) {
@@ -109,6 +119,49 @@ float dot_head_reference(const float* q, const uint16_t* k, int head_dim) {
 }
 
 namespace {
+
+// numerics::exp_canonical on 8 lanes: the same float operations in the same order (range
+// reduction, Horner polynomial, exponent assembly), so every lane has the scalar's bits. The
+// scalar's branches become lane masks: the special inputs (NaN, > 88.7, < -103) are computed
+// like any lane and replaced at the end, and the two 2^n scalings (n < -126: two factors;
+// n > 127: one factor 2 taken out first) are selected per lane.
+inline __m256 exp_canonical8(__m256 x) {
+  const __m256 t = _mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f));
+  // n = (int)(t + (t >= 0 ? 0.5 : -0.5)): the int conversion truncates, like the scalar cast.
+  const __m256 half = _mm256_blendv_ps(_mm256_set1_ps(-0.5f), _mm256_set1_ps(0.5f),
+                                       _mm256_cmp_ps(t, _mm256_setzero_ps(), _CMP_GE_OQ));
+  __m256i n = _mm256_cvttps_epi32(_mm256_add_ps(t, half));
+  const __m256 fn = _mm256_cvtepi32_ps(n);
+  const __m256 r =
+      _mm256_sub_ps(_mm256_sub_ps(x, _mm256_mul_ps(fn, _mm256_set1_ps(0.693145751953125f))),
+                    _mm256_mul_ps(fn, _mm256_set1_ps(1.42860682030941723212e-6f)));
+  __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f / 720.0f));
+  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f / 120.0f));
+  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f / 24.0f));
+  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f / 6.0f));
+  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(0.5f));
+  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
+  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
+  // n > 127: p = p * 2, n = n - 1.
+  const __m256i big = _mm256_cmpgt_epi32(n, _mm256_set1_epi32(127));
+  p = _mm256_blendv_ps(p, _mm256_mul_ps(p, _mm256_set1_ps(2.0f)), _mm256_castsi256_ps(big));
+  n = _mm256_add_epi32(n, big);  // big lanes are -1
+  // n < -126: p * 2^(n + 126), then * 2^-126; otherwise p * 2^n.
+  const __m256i small = _mm256_cmpgt_epi32(_mm256_set1_epi32(-126), n);
+  const __m256i e = _mm256_add_epi32(n, _mm256_and_si256(small, _mm256_set1_epi32(126)));
+  const __m256 scale =
+      _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(127)), 23));
+  __m256 y = _mm256_mul_ps(p, scale);
+  y = _mm256_blendv_ps(y,
+                       _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_set1_epi32(1 << 23))),  // 2^-126
+                       _mm256_castsi256_ps(small));
+  // Special inputs, as the scalar's early returns: x < -103 -> 0, x > 88.7 -> +inf, NaN -> x.
+  y = _mm256_andnot_ps(_mm256_cmp_ps(x, _mm256_set1_ps(-103.0f), _CMP_LT_OQ), y);
+  y = _mm256_blendv_ps(y, _mm256_castsi256_ps(_mm256_set1_epi32(0x7f800000)),
+                       _mm256_cmp_ps(x, _mm256_set1_ps(88.7f), _CMP_GT_OQ));
+  return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
 
 // possum of the spec: chunks of 256 positions, 32 lanes per chunk, tree, chunks in order.
 // value(t) gives the t-th term.
@@ -138,10 +191,11 @@ void attention_head(const float* q, const uint16_t* k, const uint16_t* v, int n_
                     int row_stride, float kq_scale, float* scratch, float* out) {
   float m = -INFINITY;
   for (int t = 0; t < n_pos; ++t) {
-    scratch[t] = dot_head(q, k + static_cast<size_t>(t) * row_stride, head_dim) * kq_scale;
+    scratch[t] = dot_head_inline(q, k + static_cast<size_t>(t) * row_stride, head_dim) * kq_scale;
     m = scratch[t] > m ? scratch[t] : m;
   }
-  for (int t = 0; t < n_pos; ++t) scratch[t] = numerics::exp_canonical(scratch[t] - m);
+  for (int t = 0; t < n_pos; ++t) scratch[t] = scratch[t] - m;
+  exp_canonical_n(scratch, scratch, n_pos);
   const float denom = possum(n_pos, [&](int t) { return scratch[t]; });
 
   // possum of e_t * v_{t,d} for every d at once: the spec's per-d order (lane l of chunk c sums
@@ -153,18 +207,21 @@ void attention_head(const float* q, const uint16_t* k, const uint16_t* v, int n_
   for (int d = 0; d < head_dim; ++d) total[d] = 0.0f;
   for (int c = 0; c * 256 < n_pos; ++c) {
     for (int l = 0; l < 32; ++l) {
-      float* acc = lanes[l];
-      for (int d = 0; d < head_dim; d += 8) _mm256_store_ps(acc + d, _mm256_setzero_ps());
-      for (int i = 0; i < 8; ++i) {
-        const int t = c * 256 + l + 32 * i;
-        if (t >= n_pos) break;
-        const __m256 e = _mm256_set1_ps(scratch[t]);
-        const uint16_t* vt = v + static_cast<size_t>(t) * row_stride;
-        for (int d = 0; d < head_dim; d += 8) {
-          const __m256 vv =
-              _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(vt + d)));
-          _mm256_store_ps(acc + d, _mm256_add_ps(_mm256_load_ps(acc + d), _mm256_mul_ps(e, vv)));
+      // Lane l's positions t = 256c + l + 32i (i < 8, t < n_pos), 32 dims at a time with the 4
+      // accumulators in registers (the first version loaded and stored lanes[l] for every
+      // position: 70% of attention_head in the pp512 profile).
+      const int n_i = std::min(8, (n_pos - c * 256 - l + 31) / 32);
+      for (int d0 = 0; d0 < head_dim; d0 += 32) {
+        __m256 acc[4];
+        for (auto& a : acc) a = _mm256_setzero_ps();
+        for (int i = 0; i < n_i; ++i) {
+          const int t = c * 256 + l + 32 * i;
+          const __m256 e = _mm256_set1_ps(scratch[t]);
+          const uint16_t* vt = v + static_cast<size_t>(t) * row_stride + d0;
+          for (int k = 0; k < 4; ++k)
+            acc[k] = _mm256_add_ps(acc[k], _mm256_mul_ps(e, load8(vt + 8 * k)));
         }
+        for (int k = 0; k < 4; ++k) _mm256_store_ps(lanes[l] + d0 + 8 * k, acc[k]);
       }
     }
     for (int s = 16; s >= 1; s /= 2)
@@ -198,7 +255,27 @@ void attention_head_reference(const float* q, const uint16_t* k, const uint16_t*
   }
 }
 
+void exp_canonical_n(const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, exp_canonical8(_mm256_loadu_ps(x + i)));
+  for (; i < n; ++i) y[i] = numerics::exp_canonical(x[i]);
+}
+
 void swiglu(const float* g, const float* u, float* h, int64_t n) {
+  // silu(g) * u = (g / (1 + exp_canonical(-g))) * u, 8 lanes at a time (same operations and
+  // operand order as numerics::silu_canonical; negation flips the sign bit exactly).
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 gv = _mm256_loadu_ps(g + i);
+    const __m256 e = exp_canonical8(_mm256_xor_ps(gv, sign));
+    const __m256 s = _mm256_div_ps(gv, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+    _mm256_storeu_ps(h + i, _mm256_mul_ps(s, _mm256_loadu_ps(u + i)));
+  }
+  for (; i < n; ++i) h[i] = numerics::silu_canonical(g[i]) * u[i];
+}
+
+void swiglu_reference(const float* g, const float* u, float* h, int64_t n) {
   for (int64_t i = 0; i < n; ++i) h[i] = numerics::silu_canonical(g[i]) * u[i];
 }
 

@@ -40,8 +40,13 @@ void attention_head_reference(const float* q, const uint16_t* k, const uint16_t*
                               int head_dim, int row_stride, float kq_scale, float* scratch,
                               float* out);
 
-// h[i] = silu(g[i]) * u[i].
+// h[i] = silu(g[i]) * u[i] (h may alias g). AVX2; swiglu_reference is the scalar spec it
+// must equal bit for bit.
 void swiglu(const float* g, const float* u, float* h, int64_t n);
+void swiglu_reference(const float* g, const float* u, float* h, int64_t n);
+
+// y[i] = numerics::exp_canonical(x[i]), 8 lanes at a time (bit-identical; y may alias x).
+void exp_canonical_n(const float* x, float* y, int64_t n);
 
 // x[i] += y[i].
 void add_inplace(float* x, const float* y, int64_t n);

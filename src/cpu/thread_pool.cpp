@@ -1,6 +1,7 @@
 #include "cpu/thread_pool.h"
 
 #include <algorithm>
+#include <atomic>
 
 namespace resident::cpu {
 namespace {
@@ -49,6 +50,21 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   std::unique_lock<std::mutex> lock(mutex_);
   done_cv_.wait(lock, [this] { return pending_ == 0; });
   task_ = nullptr;
+}
+
+void ThreadPool::parallel_for_dynamic(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
+                                      int64_t chunk) {
+  if (n <= 0) return;
+  chunk = std::max<int64_t>(1, chunk);
+  std::atomic<int64_t> next{0};
+  // One call per thread, each taking chunks until none are left.
+  parallel_for(n_threads_, [&](int64_t, int64_t) {
+    for (;;) {
+      const int64_t begin = next.fetch_add(chunk, std::memory_order_relaxed);
+      if (begin >= n) break;
+      fn(begin, std::min(n, begin + chunk));
+    }
+  });
 }
 
 void ThreadPool::worker(int index) {

@@ -25,6 +25,13 @@ class ThreadPool {
   // `grain` rounds range boundaries to multiples of it (e.g. rows handled in groups).
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain = 1);
 
+  // Calls fn(begin, end) on the ranges [0, chunk), [chunk, 2 chunk), ... of [0, n), each
+  // taken by whichever thread is free next, and waits. For work that is uneven or runs on
+  // cores shared with other jobs: a slow thread takes fewer chunks instead of holding up the
+  // rest. Which thread runs a range never changes a result (see above).
+  void parallel_for_dynamic(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
+                            int64_t chunk);
+
  private:
   void worker(int index);
 

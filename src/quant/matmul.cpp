@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "quant/matmul_kernels.h"
+#include "quant/packed_activations.h"
 #include "quant/quant.h"
 #include "util/error.h"
 
@@ -87,6 +88,54 @@ void matmul_rows(Type type, const void* w, int64_t n, const numerics::ActBlock* 
     detail::matmul_int8(type, bytes, rb, act, out, out_stride, row_begin, row_end);
   } else {
     detail::matmul_float(type, bytes, rb, n, xf, n_tokens, out, out_stride, row_begin, row_end);
+  }
+}
+
+PackedActivations::PackedActivations() : layout_(std::make_unique<detail::TokAct>()) {}
+PackedActivations::~PackedActivations() = default;
+
+void PackedActivations::prepare(const numerics::ActBlock* xq, int64_t n, int n_tokens) {
+  if (n <= 0 || n % numerics::kActBlock != 0 || n_tokens < 0) {
+    throw Error("PackedActivations: bad shape n=" + std::to_string(n) +
+                " tokens=" + std::to_string(n_tokens));
+  }
+  xq_ = xq;
+  n_ = n;
+  n_tokens_ = n_tokens;
+  const int64_t nb = n / numerics::kActBlock;
+  const size_t bytes = detail::tok_act_bytes(nb, n_tokens);
+  if (storage_.size() < bytes) storage_.resize(bytes);
+  *layout_ = detail::tok_act_layout(storage_.data(), nb, n_tokens);
+}
+
+int PackedActivations::n_groups() const {
+  return layout_->n_groups;
+}
+
+void PackedActivations::pack_groups(int g_begin, int g_end) {
+  detail::pack_tok_act_groups(xq_, *layout_, g_begin, g_end);
+}
+
+bool packed_matmul_applies(Type type, int n_tokens) {
+  return detail::batched_applies(type, n_tokens);
+}
+
+void matmul_rows_packed(Type type, const void* w, const PackedActivations& act, float* out,
+                        int64_t out_stride, int64_t row_begin, int64_t row_end) {
+  if (!uses_int8_activations(type)) {
+    throw Error("matmul_rows_packed: " + std::string(type_info(type).name) +
+                " weights take float activations");
+  }
+  const TypeInfo& info = type_info(type);
+  const int64_t n = act.n();
+  if (n % info.block_elems != 0 || row_begin < 0 || row_end < row_begin) {
+    throw Error("matmul_rows_packed: bad row length or row range");
+  }
+  if (row_begin == row_end || act.n_tokens() == 0) return;
+  if (!detail::matmul_int8_batched(type, static_cast<const uint8_t*>(w), row_bytes(info, n),
+                                   act.xq(), n, act.n_tokens(), out, out_stride, row_begin, row_end,
+                                   &act.layout())) {
+    matmul_rows(type, w, n, act.xq(), nullptr, act.n_tokens(), out, out_stride, row_begin, row_end);
   }
 }
 

@@ -493,39 +493,40 @@ void run(Type type, const uint8_t* w, size_t row_bytes, const ActPack& act, floa
 //   Q4_K, Q4_0: 8 quads summed: 8 * 3810 = 30480;  Q5_K, Q5_0: 4 quads: 4 * 7874 = 31496;
 //   Q6_K: 2 quads: 2 * 16002 = 32004; each group then widened by vpmaddwd.
 
-constexpr int kTokLanes = 8;       // tokens per vector
-constexpr int kRowBlock = 1;       // rows sharing each activation load
-constexpr int kGroupBlockMax = 4;  // token groups sharing each weight broadcast
+constexpr int kTokLanes = 8;  // tokens per vector
 
-// Activations of ceil(n_tokens / 8) groups of 8 tokens; missing tokens are zero (their lanes
-// are computed and never stored).
-struct TokAct {
-  int64_t nb = 0;
-  int n_groups = 0;
-  const int8_t* q = nullptr;      // [g][j][k][t][4]: elements 4k..4k+3 of block j, token t
-  const float* d = nullptr;       // [g][j][t] a.d
-  const float* sumf = nullptr;    // [g][j][t] (float)a.sum
-  const int32_t* sumi = nullptr;  // [g][j][t] a.sum
-  const int32_t* hs = nullptr;    // [g][j][t] (int16 sum of q[0..15]) | (sum of q[16..31]) << 16
-};
+}  // namespace
 
-const TokAct& pack_tok_act(const numerics::ActBlock* xq, int64_t nb, int n_tokens) {
-  thread_local std::vector<uint8_t> storage;
-  thread_local TokAct pack;
+size_t tok_act_bytes(int64_t nb, int n_tokens) {
+  const int ng = (n_tokens + kTokLanes - 1) / kTokLanes;
+  const size_t blocks = static_cast<size_t>(ng) * static_cast<size_t>(nb);
+  return blocks * 256 + 4 * blocks * 32 + 64;
+}
+
+TokAct tok_act_layout(uint8_t* storage, int64_t nb, int n_tokens) {
   const int ng = (n_tokens + kTokLanes - 1) / kTokLanes;
   const size_t blocks = static_cast<size_t>(ng) * static_cast<size_t>(nb);
   const size_t q_bytes = blocks * 256, p_bytes = blocks * 32;
-  const size_t total = q_bytes + 4 * p_bytes + 64;
-  if (storage.size() < total) storage.resize(total);
-  uint8_t* base = storage.data();
-  base += (32 - reinterpret_cast<uintptr_t>(base) % 32) % 32;
-  auto* q = reinterpret_cast<int8_t*>(base);
-  auto* d = reinterpret_cast<float*>(base + q_bytes);
-  auto* sumf = reinterpret_cast<float*>(base + q_bytes + p_bytes);
-  auto* sumi = reinterpret_cast<int32_t*>(base + q_bytes + 2 * p_bytes);
-  auto* hs = reinterpret_cast<int32_t*>(base + q_bytes + 3 * p_bytes);
-  for (int g = 0; g < ng; ++g) {
-    const int nt = std::min(kTokLanes, n_tokens - g * kTokLanes);
+  uint8_t* base = storage + (32 - reinterpret_cast<uintptr_t>(storage) % 32) % 32;
+  return TokAct{nb,
+                n_tokens,
+                ng,
+                reinterpret_cast<int8_t*>(base),
+                reinterpret_cast<float*>(base + q_bytes),
+                reinterpret_cast<float*>(base + q_bytes + p_bytes),
+                reinterpret_cast<int32_t*>(base + q_bytes + 2 * p_bytes),
+                reinterpret_cast<int32_t*>(base + q_bytes + 3 * p_bytes)};
+}
+
+void pack_tok_act_groups(const numerics::ActBlock* xq, const TokAct& pack, int g_begin, int g_end) {
+  const int64_t nb = pack.nb;
+  auto* q = const_cast<int8_t*>(pack.q);
+  auto* d = const_cast<float*>(pack.d);
+  auto* sumf = const_cast<float*>(pack.sumf);
+  auto* sumi = const_cast<int32_t*>(pack.sumi);
+  auto* hs = const_cast<int32_t*>(pack.hs);
+  for (int g = g_begin; g < g_end; ++g) {
+    const int nt = std::min(kTokLanes, pack.n_tokens - g * kTokLanes);
     for (int64_t j = 0; j < nb; ++j) {
       const size_t gj = static_cast<size_t>(g) * nb + j;
       __m256 v[8];
@@ -558,9 +559,9 @@ const TokAct& pack_tok_act(const numerics::ActBlock* xq, int64_t nb, int n_token
         _mm256_store_ps(reinterpret_cast<float*>(q + gj * 256 + 32 * k), o[k]);
     }
   }
-  pack = TokAct{nb, ng, q, d, sumf, sumi, hs};
-  return pack;
 }
+
+namespace {
 
 // Decoded rows: q[j][32] unsigned weight bytes of block j in element order, plus per-block
 // parameters whose meaning depends on the format (see BatchedKind).
@@ -640,47 +641,114 @@ inline __m256i bcast32(const void* p) {
   return _mm256_set1_epi32(v);
 }
 
-// Exact integer block dot (lane = token) of block j for kRowBlock rows x kGroupBlock groups,
-// then the float partial, added to sum[r][g].
-template <BatchedKind K, int kGroupBlock>
+// Register tile of the batched kernel: kR rows x kG token groups (8 tokens each) per block.
+// Each activation vector (4 elements of 8 tokens) is loaded once and multiplied by the
+// broadcast weights of kR rows; each weight broadcast is used by kG groups; 4 x 2 keeps the 8
+// int16 accumulators, 2 activation vectors and a broadcast in the 16 ymm registers. The first
+// version was 1 row x 4 groups with the activations as memory operands (one 32-byte load per
+// vpmaddubsw). Measured (docs/perf.md, "CPU prefill, session 2"): 4 x 2 is 5-30% faster for
+// Q4_K; the kernel is bound by vector ALU operations, not loads (per 256 multiply-adds: 8
+// vpmaddubsw, 7 vpaddw, 1 vpmaddwd and the 6 float operations of the spec's partial).
+// Q5_K/Q5_0 (two int16 spans per block) and Q6_K (four spans, each widened with its scale)
+// need an int32 sum per (row, group) beside the int16 span accumulators, so they use fewer
+// (row, group) pairs to stay clear of spills. For Q6_K (13 multiplies per 256 multiply-adds:
+// bound by the two vector multiply pipes) 4 x 1, 2 x 2 and 4 x 2 measured no faster than 1 x 4.
+template <BatchedKind K>
+struct BatchedTile;
+template <>
+struct BatchedTile<BatchedKind::K4> {
+  static constexpr int kR = 4, kG = 2;
+};
+template <>
+struct BatchedTile<BatchedKind::Q40> {
+  static constexpr int kR = 4, kG = 2;
+};
+template <>
+struct BatchedTile<BatchedKind::K5> {
+  static constexpr int kR = 2, kG = 2;
+};
+template <>
+struct BatchedTile<BatchedKind::Q50> {
+  static constexpr int kR = 2, kG = 2;
+};
+template <>
+struct BatchedTile<BatchedKind::Q6K> {
+  static constexpr int kR = 1, kG = 4;
+};
+
+// Activations are prefetched this many blocks ahead (each group's stream is 256 bytes per
+// block; measured ~5% faster than hardware prefetch alone, 4 and 8 blocks no better).
+constexpr int kPrefetchBlocks = 2;
+
+// GCC turns each unrolled chain of vpaddw into a tree and hoists all 64 vpmaddubsw of a block
+// ahead of the adds, which keeps their results live at once and spills them (measured: slower
+// than the 1 x 4 kernel). An empty asm on each accumulator pins the chain as written.
+inline void keep_in_register(__m256i& v) {
+  asm("" : "+x"(v));
+}
+
+// Exact integer block dot (lane = token) of block j for kR rows x kG groups, then the float
+// partial by the type's formula (operations in the spec's order), added to sum[r][g].
+template <BatchedKind K, int kR, int kG>
 inline void batched_block(const DecodedRows& s, int slot0, const TokAct& act, int g0, int64_t j,
-                          __m256 (&sum)[kRowBlock][kGroupBlock]) {
+                          __m256 (&sum)[kR][kG]) {
   const int64_t nb = s.nb;
-  const uint8_t* wq[kRowBlock];
-  for (int r = 0; r < kRowBlock; ++r) wq[r] = s.q + (static_cast<size_t>(slot0 + r) * nb + j) * 32;
-  const int8_t* aq[kGroupBlock];
-  for (int g = 0; g < kGroupBlock; ++g)
-    aq[g] = act.q + (static_cast<size_t>(g0 + g) * nb + j) * 256;
+  const uint8_t* wq[kR];
+  for (int r = 0; r < kR; ++r) wq[r] = s.q + (static_cast<size_t>(slot0 + r) * nb + j) * 32;
+  const int8_t* aq[kG];
+  for (int g = 0; g < kG; ++g) aq[g] = act.q + (static_cast<size_t>(g0 + g) * nb + j) * 256;
   const __m256i ones = _mm256_set1_epi16(1);
-  __m256i isum[kRowBlock][kGroupBlock];
+  // Quads summed in int16 before widening (see the headroom table above).
   constexpr int kSpan = K == BatchedKind::K4 || K == BatchedKind::Q40 ? 8
                         : K == BatchedKind::Q6K                       ? 2
                                                                       : 4;
-  // Per row: the 8 weight quads broadcast once, then one vpmaddubsw chain per token group with
-  // the activations as memory operands (keeps the live registers few enough not to spill).
-  for (int r = 0; r < kRowBlock; ++r) {
-    __m256i wv[8];
-    for (int k = 0; k < 8; ++k) wv[k] = bcast32(wq[r] + 4 * k);
-    for (int g = 0; g < kGroupBlock; ++g) {
-      for (int k0 = 0; k0 < 8; k0 += kSpan) {
-        __m256i acc = _mm256_maddubs_epi16(wv[k0], load256(aq[g] + 32 * k0));
-        for (int k = k0 + 1; k < k0 + kSpan; ++k) {
-          acc = _mm256_add_epi16(acc, _mm256_maddubs_epi16(wv[k], load256(aq[g] + 32 * k)));
+  // Everything below is fully unrolled (pragmas), so the accumulator arrays live in registers.
+  if constexpr (kPrefetchBlocks > 0) {
+    for (int g = 0; g < kG; ++g)
+      for (int l = 0; l < 4; ++l)
+        _mm_prefetch(reinterpret_cast<const char*>(aq[g] + 256 * kPrefetchBlocks + 64 * l),
+                     _MM_HINT_T0);
+  }
+  __m256i isum[kR][kG];
+#pragma GCC unroll 8
+  for (int k0 = 0; k0 < 8; k0 += kSpan) {
+    __m256i acc[kR][kG];
+#pragma GCC unroll 8
+    for (int k = k0; k < k0 + kSpan; ++k) {
+      __m256i a[kG];
+#pragma GCC unroll 8
+      for (int g = 0; g < kG; ++g) a[g] = load256(aq[g] + 32 * k);
+#pragma GCC unroll 8
+      for (int r = 0; r < kR; ++r) {
+        const __m256i wv = bcast32(wq[r] + 4 * k);
+#pragma GCC unroll 8
+        for (int g = 0; g < kG; ++g) {
+          const __m256i m = _mm256_maddubs_epi16(wv, a[g]);
+          acc[r][g] = k == k0 ? m : _mm256_add_epi16(acc[r][g], m);
+          if constexpr (kSpan == 8) keep_in_register(acc[r][g]);
         }
-        __m256i mul = ones;
-        if constexpr (K == BatchedKind::Q6K) {
-          // Quads 0..3 are the first 16-half (scale sc_2j), 4..7 the second (sc_2j+1).
-          mul = _mm256_set1_epi32(k0 < 4 ? s.ia[(slot0 + r) * nb + j] : s.ib[(slot0 + r) * nb + j]);
-        }
-        const __m256i wide = _mm256_madd_epi16(acc, mul);
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < kR; ++r) {
+      __m256i mul = ones;
+      if constexpr (K == BatchedKind::Q6K) {
+        // Quads 0..3 are the first 16-half (scale sc_2j), 4..7 the second (sc_2j+1).
+        mul = _mm256_set1_epi32(k0 < 4 ? s.ia[(slot0 + r) * nb + j] : s.ib[(slot0 + r) * nb + j]);
+      }
+#pragma GCC unroll 8
+      for (int g = 0; g < kG; ++g) {
+        const __m256i wide = _mm256_madd_epi16(acc[r][g], mul);
         isum[r][g] = k0 == 0 ? wide : _mm256_add_epi32(isum[r][g], wide);
       }
     }
   }
-  for (int g = 0; g < kGroupBlock; ++g) {
+#pragma GCC unroll 8
+  for (int g = 0; g < kG; ++g) {
     const size_t pj = (static_cast<size_t>(g0 + g) * nb + j) * 8;
     const __m256 ad = _mm256_load_ps(act.d + pj);
-    for (int r = 0; r < kRowBlock; ++r) {
+#pragma GCC unroll 8
+    for (int r = 0; r < kR; ++r) {
       const int64_t rj = (slot0 + r) * nb + j;
       __m256 p;
       if constexpr (K == BatchedKind::K4 || K == BatchedKind::K5) {
@@ -709,20 +777,28 @@ inline void batched_block(const DecodedRows& s, int slot0, const TokAct& act, in
   }
 }
 
-// Rows [0, nr_pad) of the decoded chunk x groups [g0, g0 + kGroupBlock): every (row, token)
-// sum over all blocks in order, then the stores of the real rows and tokens.
-template <BatchedKind K, int kGroupBlock>
+// Token tile of run_batched: each decoded row chunk runs over kTileGroups groups (128 tokens)
+// before the next rows are decoded. A tile sized to keep its activations in half of L2 (the
+// first version) left only 2 groups per tile at n = 8960: each row was decoded again for every
+// 16 tokens, and the Q4_K down projection ran ~25% slower than n = 1536. With 16 groups the
+// activations of a long row come from L3 (1.4 MiB at n = 8960), which measured faster than
+// both that and an L2-sized tile over block chunks (sums kept in memory between chunks).
+constexpr int kTileGroups = 16;
+
+// Rows [0, nr_pad) of the decoded chunk (nr_pad a multiple of kR) x groups [g0, g0 + kG):
+// every (row, token) sum over all blocks in order, then the stores of the real rows and tokens.
+template <BatchedKind K, int kR, int kG>
 void batched_groups(const DecodedRows& s, const TokAct& act, int g0, int nr, int nr_pad, int64_t r0,
                     int n_tokens, float* out, int64_t out_stride) {
-  for (int rr = 0; rr < nr_pad; rr += kRowBlock) {
-    __m256 sum[kRowBlock][kGroupBlock];
+  for (int rr = 0; rr < nr_pad; rr += kR) {
+    __m256 sum[kR][kG];
     for (auto& row : sum)
       for (auto& v : row) v = _mm256_setzero_ps();
-    for (int64_t j = 0; j < s.nb; ++j) batched_block<K, kGroupBlock>(s, rr, act, g0, j, sum);
-    for (int g = 0; g < kGroupBlock; ++g) {
+    for (int64_t j = 0; j < s.nb; ++j) batched_block<K, kR, kG>(s, rr, act, g0, j, sum);
+    for (int g = 0; g < kG; ++g) {
       const int grp = g0 + g;
       const int nt = std::min(kTokLanes, n_tokens - grp * kTokLanes);
-      for (int r = 0; r < kRowBlock && rr + r < nr; ++r) {
+      for (int r = 0; r < kR && rr + r < nr; ++r) {
         alignas(32) float v[8];
         _mm256_store_ps(v, sum[r][g]);
         for (int t = 0; t < nt; ++t) {
@@ -734,18 +810,16 @@ void batched_groups(const DecodedRows& s, const TokAct& act, int g0, int nr, int
 }
 
 template <BatchedKind K>
-void run_batched(const uint8_t* w, size_t row_bytes, const numerics::ActBlock* xq, int64_t n,
-                 int n_tokens, float* out, int64_t out_stride, int64_t row_begin, int64_t row_end) {
-  const int64_t nb = n / 32;
-  const TokAct& act = pack_tok_act(xq, nb, n_tokens);
-  // Token tile: the groups whose packed activations fit in about half of L2 (512 KiB on Zen 3),
-  // rounded to kGroupBlockMax; each decoded row is reused for every group of the tile.
-  const size_t group_bytes = static_cast<size_t>(nb) * (256 + 2 * 32);
-  int tile_groups = static_cast<int>(std::max<size_t>(1, (256u << 10) / group_bytes));
-  tile_groups = std::max(kGroupBlockMax, tile_groups / kGroupBlockMax * kGroupBlockMax);
-  // Rows decoded at once: a multiple of kRowBlock (missing rows of the range repeat the last one,
+void run_batched(const uint8_t* w, size_t row_bytes, const TokAct& act, float* out,
+                 int64_t out_stride, int64_t row_begin, int64_t row_end) {
+  constexpr int kR = BatchedTile<K>::kR, kG = BatchedTile<K>::kG;
+  static_assert(kTileGroups % kG == 0);
+  const int64_t nb = act.nb;
+  const int n_tokens = act.n_tokens;
+  // Rows decoded at once: a multiple of kR (missing rows of the range repeat the last one,
   // computed and not stored).
-  constexpr int kChunkRows = 8;
+  constexpr int kChunkRows = (8 + kR - 1) / kR * kR;
+  static_assert(kChunkRows % kR == 0);
   thread_local std::vector<uint8_t> storage;
   const size_t q_bytes = static_cast<size_t>(kChunkRows) * nb * 32;
   const size_t p_bytes = static_cast<size_t>(kChunkRows) * nb * 4;
@@ -760,21 +834,21 @@ void run_batched(const uint8_t* w, size_t row_bytes, const numerics::ActBlock* x
                 reinterpret_cast<int32_t*>(base + q_bytes + 3 * p_bytes),
                 reinterpret_cast<int32_t*>(base + q_bytes + 4 * p_bytes)};
   const int ng = act.n_groups;
-  for (int gt = 0; gt < ng; gt += tile_groups) {
-    const int gt_end = std::min(ng, gt + tile_groups);
+  for (int gt = 0; gt < ng; gt += kTileGroups) {
+    const int gt_end = std::min(ng, gt + kTileGroups);
     for (int64_t r0 = row_begin; r0 < row_end; r0 += kChunkRows) {
       const int nr = static_cast<int>(std::min<int64_t>(kChunkRows, row_end - r0));
-      const int nr_pad = (nr + kRowBlock - 1) / kRowBlock * kRowBlock;
+      const int nr_pad = (nr + kR - 1) / kR * kR;
       for (int r = 0; r < nr_pad; ++r) {
         decode_row<K>(w + static_cast<size_t>(r0 + std::min(r, nr - 1)) * row_bytes, s, r);
       }
-      // Groups kGroupBlockMax at a time, the rest of the tile one at a time.
+      // Groups kG at a time, the rest of the tile one at a time.
       int g0 = gt;
-      for (; g0 + kGroupBlockMax <= gt_end; g0 += kGroupBlockMax) {
-        batched_groups<K, kGroupBlockMax>(s, act, g0, nr, nr_pad, r0, n_tokens, out, out_stride);
+      for (; g0 + kG <= gt_end; g0 += kG) {
+        batched_groups<K, kR, kG>(s, act, g0, nr, nr_pad, r0, n_tokens, out, out_stride);
       }
       for (; g0 < gt_end; ++g0) {
-        batched_groups<K, 1>(s, act, g0, nr, nr_pad, r0, n_tokens, out, out_stride);
+        batched_groups<K, kR, 1>(s, act, g0, nr, nr_pad, r0, n_tokens, out, out_stride);
       }
     }
   }
@@ -782,34 +856,56 @@ void run_batched(const uint8_t* w, size_t row_bytes, const numerics::ActBlock* x
 
 }  // namespace
 
-bool matmul_int8_batched(Type type, const uint8_t* w, size_t row_bytes,
-                         const numerics::ActBlock* xq, int64_t n, int n_tokens, float* out,
-                         int64_t out_stride, int64_t row_begin, int64_t row_end) {
+bool batched_applies(Type type, int n_tokens) {
   if (n_tokens < kBatchedMinTokens) return false;
   switch (type) {
     case Type::Q4_K:
-      run_batched<BatchedKind::K4>(w, row_bytes, xq, n, n_tokens, out, out_stride, row_begin,
-                                   row_end);
-      return true;
     case Type::Q5_K:
-      run_batched<BatchedKind::K5>(w, row_bytes, xq, n, n_tokens, out, out_stride, row_begin,
-                                   row_end);
-      return true;
     case Type::Q6_K:
-      run_batched<BatchedKind::Q6K>(w, row_bytes, xq, n, n_tokens, out, out_stride, row_begin,
-                                    row_end);
-      return true;
     case Type::Q4_0:
-      run_batched<BatchedKind::Q40>(w, row_bytes, xq, n, n_tokens, out, out_stride, row_begin,
-                                    row_end);
-      return true;
     case Type::Q5_0:
-      run_batched<BatchedKind::Q50>(w, row_bytes, xq, n, n_tokens, out, out_stride, row_begin,
-                                    row_end);
       return true;
     default:
       return false;
   }
+}
+
+bool matmul_int8_batched(Type type, const uint8_t* w, size_t row_bytes,
+                         const numerics::ActBlock* xq, int64_t n, int n_tokens, float* out,
+                         int64_t out_stride, int64_t row_begin, int64_t row_end,
+                         const TokAct* packed) {
+  if (!batched_applies(type, n_tokens)) return false;
+  if (packed == nullptr) {
+    // Per-thread packing, valid until this thread's next unpacked call.
+    thread_local std::vector<uint8_t> storage;
+    const int64_t nb = n / 32;
+    const size_t bytes = tok_act_bytes(nb, n_tokens);
+    if (storage.size() < bytes) storage.resize(bytes);
+    thread_local TokAct pack;
+    pack = tok_act_layout(storage.data(), nb, n_tokens);
+    pack_tok_act_groups(xq, pack, 0, pack.n_groups);
+    packed = &pack;
+  }
+  switch (type) {
+    case Type::Q4_K:
+      run_batched<BatchedKind::K4>(w, row_bytes, *packed, out, out_stride, row_begin, row_end);
+      break;
+    case Type::Q5_K:
+      run_batched<BatchedKind::K5>(w, row_bytes, *packed, out, out_stride, row_begin, row_end);
+      break;
+    case Type::Q6_K:
+      run_batched<BatchedKind::Q6K>(w, row_bytes, *packed, out, out_stride, row_begin, row_end);
+      break;
+    case Type::Q4_0:
+      run_batched<BatchedKind::Q40>(w, row_bytes, *packed, out, out_stride, row_begin, row_end);
+      break;
+    case Type::Q5_0:
+      run_batched<BatchedKind::Q50>(w, row_bytes, *packed, out, out_stride, row_begin, row_end);
+      break;
+    default:
+      return false;
+  }
+  return true;
 }
 
 void matmul_int8(Type type, const uint8_t* w, size_t row_bytes, const ActPack& act, float* out,

@@ -39,13 +39,36 @@ const ActPack& pack_activations(const numerics::ActBlock* xq, int64_t n, int n_t
 void matmul_int8(Type type, const uint8_t* w, size_t row_bytes, const ActPack& act, float* out,
                  int64_t out_stride, int64_t row_begin, int64_t row_end);
 
-// Batched path for n_tokens >= kBatchedMinTokens (Q4_K, Q5_K, Q6_K, Q4_0, Q5_0): packs the
-// activations itself (lane = token layout). Returns false, doing nothing, when it does not
-// apply (other types, fewer tokens); the caller then uses matmul_int8.
+// Activations of ceil(n_tokens / 8) groups of 8 tokens for the batched kernels (lane = token);
+// missing tokens of the last group are zero (their lanes are computed and never stored).
+struct TokAct {
+  int64_t nb = 0;  // 32-blocks per token
+  int n_tokens = 0;
+  int n_groups = 0;
+  const int8_t* q = nullptr;      // [g][j][k][t][4]: elements 4k..4k+3 of block j, token t
+  const float* d = nullptr;       // [g][j][t] a.d
+  const float* sumf = nullptr;    // [g][j][t] (float)a.sum
+  const int32_t* sumi = nullptr;  // [g][j][t] a.sum
+  const int32_t* hs = nullptr;    // [g][j][t] (int16 sum of q[0..15]) | (sum of q[16..31]) << 16
+};
+// Bytes of storage for tok_act_layout (including alignment slack).
+size_t tok_act_bytes(int64_t nb, int n_tokens);
+// The layout over `storage` (tok_act_bytes long); nothing is packed yet.
+TokAct tok_act_layout(uint8_t* storage, int64_t nb, int n_tokens);
+// Packs groups [g_begin, g_end) of xq into `pack`'s storage (disjoint ranges may be packed by
+// different threads at once).
+void pack_tok_act_groups(const numerics::ActBlock* xq, const TokAct& pack, int g_begin, int g_end);
+
+// Batched path for n_tokens >= kBatchedMinTokens (Q4_K, Q5_K, Q6_K, Q4_0, Q5_0), lane = token
+// layout: uses `packed` when given (it must hold xq), else packs the activations itself.
+// Returns false, doing nothing, when it does not apply (other types, fewer tokens); the
+// caller then uses matmul_int8.
 inline constexpr int kBatchedMinTokens = 4;
+bool batched_applies(Type type, int n_tokens);
 bool matmul_int8_batched(Type type, const uint8_t* w, size_t row_bytes,
                          const numerics::ActBlock* xq, int64_t n, int n_tokens, float* out,
-                         int64_t out_stride, int64_t row_begin, int64_t row_end);
+                         int64_t out_stride, int64_t row_begin, int64_t row_end,
+                         const TokAct* packed = nullptr);
 
 void matmul_float(Type type, const uint8_t* w, size_t row_bytes, int64_t n, const float* xf,
                   int n_tokens, float* out, int64_t out_stride, int64_t row_begin, int64_t row_end);

@@ -277,12 +277,58 @@ void quantize_row(Type type, const float* src, void* dst, int64_t n) {
   }
 }
 
+namespace {
+
+// numerics::quantize_act_block with 8 lanes (1.5% of the pp512 profile as scalar code), the
+// same values exactly: the max of |x| is order-free (vmaxps(a, m) = a > m ? a : m skips NaN
+// like the scalar comparison), d and id are the scalar expressions, x * id is rounded to
+// nearest-even by vcvtps2dq (NaN and out-of-range give INT_MIN, as the scalar conversion does
+// on x86) and clamped, and the sum is exact.
+void quantize_act_block_avx2(const float* x, numerics::ActBlock* out) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  __m256 v[4];
+  __m256 m = _mm256_setzero_ps();
+  for (int k = 0; k < 4; ++k) {
+    v[k] = _mm256_loadu_ps(x + 8 * k);
+    m = _mm256_max_ps(_mm256_and_ps(v[k], abs_mask), m);
+  }
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+  const float amax = _mm_cvtss_f32(m4);
+  const float d = amax / 127.0f;
+  const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+  const __m256 idv = _mm256_set1_ps(id);
+  const __m256i hi = _mm256_set1_epi32(127), lo = _mm256_set1_epi32(-127);
+  __m256i q[4];
+  __m256i sum = _mm256_setzero_si256();
+  for (int k = 0; k < 4; ++k) {
+    q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], idv));
+    q[k] = _mm256_max_epi32(_mm256_min_epi32(q[k], hi), lo);
+    sum = _mm256_add_epi32(sum, q[k]);
+  }
+  // int32 -> int8 (no saturation happens: |q| <= 127); the packs interleave 128-bit lanes,
+  // which the final permute undoes.
+  const __m256i p16a = _mm256_packs_epi32(q[0], q[1]);
+  const __m256i p16b = _mm256_packs_epi32(q[2], q[3]);
+  const __m256i p8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16a, p16b),
+                                                 _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out->q), p8);
+  __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+  s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));
+  s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(2, 3, 0, 1)));
+  out->d = d;
+  out->sum = _mm_cvtsi128_si32(s4);
+}
+
+}  // namespace
+
 void quantize_activations(const float* x, numerics::ActBlock* out, int64_t n) {
   if (n % numerics::kActBlock != 0) {
     throw Error("quantize_activations: length " + std::to_string(n) + " is not a multiple of 32");
   }
   for (int64_t j = 0; j < n / numerics::kActBlock; ++j) {
-    numerics::quantize_act_block(x + j * numerics::kActBlock, out + j);
+    quantize_act_block_avx2(x + j * numerics::kActBlock, out + j);
   }
 }
 
