@@ -191,6 +191,39 @@ TEST(CpuOps, VectorAttentionEqualsScalarSpecBitForBit) {
   }
 }
 
+TEST(CpuOps, AttentionScoresOfEightPositionsEqualScalarSpecBitForBit) {
+  // attention_head computes the scores of 8 positions at once (the dot tree's last steps across
+  // positions) and the rest one by one: every position of the 8-wide blocks must land in its own
+  // slot with the scalar's bits, also for all-zero scores (signed zeros), infinite and NaN ones.
+  std::mt19937 rng(std::random_device{}());
+  const int head_dim = 128, stride = 256;
+  for (int n_pos = 8; n_pos <= 25; ++n_pos) {
+    for (int kind = 0; kind < 4; ++kind) {
+      std::vector<float> q = random_vector(rng, head_dim, 2.0f);
+      std::vector<float> kf = random_vector(rng, static_cast<size_t>(n_pos) * stride);
+      // Position-dependent scales, so a position landing in the wrong slot changes the output.
+      for (int t = 0; t < n_pos; ++t)
+        for (int d = 0; d < head_dim; ++d) kf[t * stride + d] *= 0.25f * (1 + t % 9);
+      if (kind == 1) std::fill(q.begin(), q.end(), 0.0f);  // every score +-0
+      if (kind == 2) kf[(n_pos / 2) * stride + 3] = INFINITY;
+      if (kind == 3) kf[(n_pos - 1) * stride + 5] = NAN;
+      std::vector<uint16_t> k(kf.size()), v(kf.size());
+      const std::vector<float> vf = random_vector(rng, v.size());
+      for (size_t i = 0; i < k.size(); ++i)
+        k[i] = float_to_half(kf[i]), v[i] = float_to_half(vf[i]);
+      std::vector<float> s_got(n_pos), s_want(n_pos), got(head_dim), want(head_dim);
+      attention_head(q.data(), k.data(), v.data(), n_pos, head_dim, stride, 0.09f, s_got.data(),
+                     got.data());
+      attention_head_reference(q.data(), k.data(), v.data(), n_pos, head_dim, stride, 0.09f,
+                               s_want.data(), want.data());
+      for (int t = 0; t < n_pos; ++t)
+        ASSERT_EQ(bits(s_got[t]), bits(s_want[t])) << "n_pos " << n_pos << " kind " << kind;
+      for (int d = 0; d < head_dim; ++d)
+        ASSERT_EQ(bits(got[d]), bits(want[d])) << "n_pos " << n_pos << " kind " << kind;
+    }
+  }
+}
+
 TEST(CpuOps, HalfConversionRoundsToNearestEven) {
   EXPECT_EQ(float_to_half(1.0f), 0x3C00);
   EXPECT_EQ(float_to_half(65504.0f), 0x7BFF);

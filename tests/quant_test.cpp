@@ -494,6 +494,55 @@ TEST(QuantMatmul, BatchedBitIdenticalToScalarReference) {
   }
 }
 
+// The batched Q6_K kernel sums each 16-half in int16 with wraparound (up to 8 * 63 * 127 = 64008
+// per lane) and makes it exact by subtracting 32 * the sum of the activations: weights at the
+// ends of the range (every q = 63, every q = 0) against blocks of all +127 or all -127 reach
+// both the wrap and the largest exact lane values (|sum of (q - 32) * a| = 32512), with the
+// extreme scales -128 and 127. Random data almost never gets there.
+TEST(QuantMatmul, BatchedQ6KExtremeValuesBitIdenticalToScalarReference) {
+  const int64_t n = 1536, nb = n / 32, rows = 9;
+  const int n_tokens = 24;
+  const size_t rb = row_bytes(type_info(Type::Q6_K), n);
+  std::vector<uint8_t> w(rb * rows);
+  std::mt19937 gen(7);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t s = 0; s < n / 256; ++s) {
+      auto* b = reinterpret_cast<BlockQ6_K*>(w.data() + r * rb) + s;
+      const int mode = static_cast<int>((r + s) % 3);  // every q = 63, every q = 0, random
+      auto fill = [&](uint8_t& v) {
+        v = mode == 0 ? 0xFF : mode == 1 ? 0x00 : static_cast<uint8_t>(gen());
+      };
+      for (auto& v : b->ql) fill(v);
+      for (auto& v : b->qh) fill(v);
+      for (int i = 0; i < 16; ++i) b->scales[i] = static_cast<int8_t>((i + r) % 2 ? 127 : -128);
+      b->d = float_to_fp16(0.01f * static_cast<float>(r + 1));
+    }
+  }
+  std::vector<ActBlock> xq(static_cast<size_t>(nb) * n_tokens);
+  for (int t = 0; t < n_tokens; ++t) {
+    for (int64_t j = 0; j < nb; ++j) {
+      ActBlock& a = xq[t * nb + j];
+      const int mode = static_cast<int>((t + j) % 3);  // all +127, all -127, mixed
+      a.sum = 0;
+      for (int i = 0; i < 32; ++i) {
+        a.q[i] = static_cast<int8_t>(mode == 0 ? 127 : mode == 1 ? -127 : (i % 3 ? 127 : -127));
+        a.sum += a.q[i];
+      }
+      a.d = 0.5f + 0.01f * static_cast<float>(t);
+    }
+  }
+  std::vector<float> out(static_cast<size_t>(rows) * n_tokens, NAN);
+  matmul_rows(Type::Q6_K, w.data(), n, xq.data(), nullptr, n_tokens, out.data(), rows, 0, rows);
+  for (int t = 0; t < n_tokens; ++t) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const float ref =
+          dot_row_reference(Type::Q6_K, w.data() + r * rb, xq.data() + t * nb, nullptr, n);
+      ASSERT_EQ(numerics::float_to_bits(out[t * rows + r]), numerics::float_to_bits(ref))
+          << "row " << r << " token " << t;
+    }
+  }
+}
+
 // matmul_rows_packed (activations packed once, shared by threads): the same bits as the
 // reference for every batched type and for the fallback types, with the pack filled in
 // several group ranges and the rows computed in uneven pieces, as CpuBackend does.

@@ -79,7 +79,9 @@ inline __m256 load8(const uint16_t* p) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
-inline float dot_head_inline(const float* q, const uint16_t* k, int head_dim) {
+// dot128 of the spec up to the tree step s = 8: lane l (< 8) of the result is lane[l] after
+// the steps s = 16 and 8.
+inline __m256 dot_head_s8(const float* q, const uint16_t* k, int head_dim) {
   // The 32 lane partials of the spec live in four 8-wide vectors (lanes 8j..8j+7 in acc[j]);
   // element d = 32c + l goes to lane l. Products are rounded, then added (no fused multiply-add).
   __m256 acc[4];
@@ -90,10 +92,38 @@ inline float dot_head_inline(const float* q, const uint16_t* k, int head_dim) {
                              _mm256_mul_ps(_mm256_loadu_ps(q + c + 8 * j), load8(k + c + 8 * j)));
     }
   }
-  // Tree s = 16, 8 (whole vectors), then 4, 2, 1 inside the vector.
+  // Tree s = 16, 8 (whole vectors).
   const __m256 s16a = _mm256_add_ps(acc[0], acc[2]);
   const __m256 s16b = _mm256_add_ps(acc[1], acc[3]);
-  const __m256 s8 = _mm256_add_ps(s16a, s16b);
+  return _mm256_add_ps(s16a, s16b);
+}
+
+// The tree steps s = 4, 2, 1 for 8 positions at once (s8[p]: dot_head_s8 of position p): lane
+// p of the result is position p's dot. Each lane sees the scalar's adds (lane[l] + lane[l + s]),
+// only the data movement differs: 7 adds and 15 shuffles per 8 positions instead of 6
+// operations per position (extract/movehl/shuffle chain). Measured gain small (within the
+// noise, docs/perf.md "Session 2, part 2"): the tail was not what bounds attention.
+inline __m256 dot_tree_tail8(const __m256* s8) {
+  __m256 s4[4];  // s4[i]: low 128 bits position 2i, high 128 bits position 2i + 1 (4 lanes each)
+  for (int i = 0; i < 4; ++i) {
+    s4[i] = _mm256_add_ps(_mm256_permute2f128_ps(s8[2 * i], s8[2 * i + 1], 0x20),
+                          _mm256_permute2f128_ps(s8[2 * i], s8[2 * i + 1], 0x31));
+  }
+  // s2[i] 128-bit halves: low [4i: lanes 0, 1 | 4i+2: lanes 0, 1], high [4i+1 | 4i+3].
+  __m256 s2[2];
+  for (int i = 0; i < 2; ++i) {
+    s2[i] = _mm256_add_ps(_mm256_shuffle_ps(s4[2 * i], s4[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                          _mm256_shuffle_ps(s4[2 * i], s4[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  }
+  // Lanes [p0, p2, p4, p6, p1, p3, p5, p7], then into position order.
+  const __m256 s1 = _mm256_add_ps(_mm256_shuffle_ps(s2[0], s2[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                  _mm256_shuffle_ps(s2[0], s2[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  return _mm256_permutevar8x32_ps(s1, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+inline float dot_head_inline(const float* q, const uint16_t* k, int head_dim) {
+  const __m256 s8 = dot_head_s8(q, k, head_dim);
+  // Tree s = 4, 2, 1 inside the vector.
   const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
   const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
   const __m128 s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
@@ -189,12 +219,21 @@ float possum(int n_pos, Term value) {
 
 void attention_head(const float* q, const uint16_t* k, const uint16_t* v, int n_pos, int head_dim,
                     int row_stride, float kq_scale, float* scratch, float* out) {
-  float m = -INFINITY;
-  for (int t = 0; t < n_pos; ++t) {
-    scratch[t] = dot_head_inline(q, k + static_cast<size_t>(t) * row_stride, head_dim) * kq_scale;
-    m = scratch[t] > m ? scratch[t] : m;
+  // Scores 8 positions at a time (dot_tree_tail8), the rest one by one.
+  int t = 0;
+  for (; t + 8 <= n_pos; t += 8) {
+    __m256 s8[8];
+    for (int p = 0; p < 8; ++p)
+      s8[p] = dot_head_s8(q, k + static_cast<size_t>(t + p) * row_stride, head_dim);
+    _mm256_storeu_ps(scratch + t, _mm256_mul_ps(dot_tree_tail8(s8), _mm256_set1_ps(kq_scale)));
   }
-  for (int t = 0; t < n_pos; ++t) scratch[t] = scratch[t] - m;
+  for (; t < n_pos; ++t)
+    scratch[t] = dot_head_inline(q, k + static_cast<size_t>(t) * row_stride, head_dim) * kq_scale;
+  // The max in position order, as the scalar spec (a max is exact; the order only matters for
+  // the sign of a zero maximum, and kept as is it cannot differ).
+  float m = -INFINITY;
+  for (t = 0; t < n_pos; ++t) m = scratch[t] > m ? scratch[t] : m;
+  for (t = 0; t < n_pos; ++t) scratch[t] = scratch[t] - m;
   exp_canonical_n(scratch, scratch, n_pos);
   const float denom = possum(n_pos, [&](int t) { return scratch[t]; });
 

@@ -49,7 +49,10 @@ struct TokAct {
   const float* d = nullptr;       // [g][j][t] a.d
   const float* sumf = nullptr;    // [g][j][t] (float)a.sum
   const int32_t* sumi = nullptr;  // [g][j][t] a.sum
-  const int32_t* hs = nullptr;    // [g][j][t] (int16 sum of q[0..15]) | (sum of q[16..31]) << 16
+  // Q6_K offsets: [g][j][h][t][2] int16, 32 * the sum of a over the 8 elements of half h
+  // (elements 16h .. 16h + 15) that land in int16 lane 2t + e of a vpmaddubsw output: elements
+  // 4k + 2e and 4k + 2e + 1 for the 4 quads k of the half (|value| <= 32 * 8 * 127 = 32512).
+  const int16_t* p32 = nullptr;
 };
 // Bytes of storage for tok_act_layout (including alignment slack).
 size_t tok_act_bytes(int64_t nb, int n_tokens);
