@@ -70,6 +70,7 @@ int run(RunOptions& o) {
       },
       &stats);
   std::printf("\n");
+  std::fflush(stdout);  // the text's last line before the stats line, also when both share a pipe
   const int decoded = stats.generated_tokens - 1;
   std::fprintf(
       stderr,
