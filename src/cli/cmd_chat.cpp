@@ -71,6 +71,7 @@ int chat(ChatOptions& o) {
       continue;
     }
     std::printf("\n");
+    std::fflush(stdout);  // before any stderr line below, also when both share a pipe
     cached = full;
     if (!out.empty()) cached.insert(cached.end(), out.begin(), out.end() - 1);  // last one not fed
     messages.push_back({"assistant", reply});
