@@ -349,6 +349,23 @@ inline void transpose8(const __m256* in, __m256* out) {
   out[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
 }
 
+// The same step of the row one group (8 rows) further down: rows are short (864 B for n = 1536)
+// and read 8 at a time, interleaved, which the hardware prefetchers do not follow. Prefetching
+// past the matrix end is harmless (prefetches do not fault).
+template <class F>
+inline void prefetch_step(const uint8_t* p) {
+  for (size_t off = 0; off < F::kStepBytes; off += 64)
+    _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
+  _mm_prefetch(reinterpret_cast<const char*>(p + F::kStepBytes - 1), _MM_HINT_T0);
+}
+
+// Token `tok`'s activations for step s (8 blocks of 32).
+inline StepAct step_act(const ActPack& act, int64_t tok, int64_t s) {
+  return {act.q + tok * act.n + 256 * s, act.d + tok * act.nb + 8 * s,
+          act.sumf + tok * act.nb + 8 * s, act.sumi + tok * act.nb + 8 * s,
+          act.half_sums ? act.half_sums + tok * 2 * act.nb + 16 * s : nullptr};
+}
+
 // Decode (kNT = 1..3 tokens): the same operations as run() below with a compile-time token
 // count, so the partial vectors and running sums stay in registers and no per-group scratch is
 // cleared (about 10% of the single-token matvec). Rows missing from the last group repeat the
@@ -368,20 +385,10 @@ void run_few_tokens(Type type, const uint8_t* w, size_t row_bytes, const ActPack
       __m256 part[kNT][kRows];  // lane j = p_j of row r
       for (int r = 0; r < kRows; ++r) {
         const uint8_t* p = rows[r] + s * F::kStepBytes;
-        // See run(): the next row group's same step, one group ahead.
-        for (size_t off = 0; off < F::kStepBytes; off += 64) {
-          _mm_prefetch(reinterpret_cast<const char*>(p + kRows * row_bytes + off), _MM_HINT_T0);
-        }
-        _mm_prefetch(reinterpret_cast<const char*>(p + kRows * row_bytes + F::kStepBytes - 1),
-                     _MM_HINT_T0);
+        prefetch_step<F>(p + kRows * row_bytes);
         typename F::Row row;
         F::decode(p, row);
-        for (int t = 0; t < kNT; ++t) {
-          const StepAct a{act.q + t * act.n + 256 * s, act.d + t * act.nb + 8 * s,
-                          act.sumf + t * act.nb + 8 * s, act.sumi + t * act.nb + 8 * s,
-                          act.half_sums ? act.half_sums + t * 2 * act.nb + 16 * s : nullptr};
-          part[t][r] = F::partials(row, a);
-        }
+        for (int t = 0; t < kNT; ++t) part[t][r] = F::partials(row, step_act(act, t, s));
       }
       for (int t = 0; t < kNT; ++t) {
         __m256 pt[8];
@@ -434,22 +441,11 @@ void run(Type type, const uint8_t* w, size_t row_bytes, const ActPack& act, floa
       for (int64_t s = 0; s < n_steps; ++s) {
         for (int r = 0; r < nr; ++r) {
           const uint8_t* p = rows[r] + s * F::kStepBytes;
-          // The next row group's same step, one group (8 rows) ahead: rows are short (864 B for
-          // n = 1536) and read 8 at a time, interleaved, which the hardware prefetchers do not
-          // follow. Prefetching past the matrix end is harmless (prefetches do not fault).
-          for (size_t off = 0; off < F::kStepBytes; off += 64) {
-            _mm_prefetch(reinterpret_cast<const char*>(p + kRows * row_bytes + off), _MM_HINT_T0);
-          }
-          _mm_prefetch(reinterpret_cast<const char*>(p + kRows * row_bytes + F::kStepBytes - 1),
-                       _MM_HINT_T0);
+          prefetch_step<F>(p + kRows * row_bytes);
           typename F::Row row;
           F::decode(p, row);
           for (int t = 0; t < nt; ++t) {
-            const int64_t tok = t0 + t;
-            const StepAct a{act.q + tok * act.n + 256 * s, act.d + tok * act.nb + 8 * s,
-                            act.sumf + tok * act.nb + 8 * s, act.sumi + tok * act.nb + 8 * s,
-                            act.half_sums ? act.half_sums + tok * 2 * act.nb + 16 * s : nullptr};
-            part[t][r] = F::partials(row, a);
+            part[t][r] = F::partials(row, step_act(act, t0 + t, s));
           }
         }
         for (int t = 0; t < nt; ++t) {
