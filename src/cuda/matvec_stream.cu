@@ -22,10 +22,13 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 #include <utility>
 
 #include "cuda/cuda_check.h"
+#include "cuda/device.h"
 #include "cuda/matvec_stream.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/quant_blocks.h"
@@ -211,12 +214,28 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_stream_kernel(const Params
 
 int sm_count() {
   static const int n = [] {
-    int dev = 0, v = 0;
+    int dev = 0;
     CUDA_CHECK(cudaGetDevice(&dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
-    return v;
+    return device_info(dev).sm_count;
   }();
   return n;
+}
+
+// Resident thread blocks per SM for a shared-memory size. Asked once per (format, size): the
+// decode step launches this kernel ~130 times, and without a graph each launch would repeat
+// the occupancy query on the host.
+template <typename B>
+int blocks_per_sm(int smem) {
+  static std::mutex mutex;
+  static std::unordered_map<int, int> cache;
+  const std::lock_guard<std::mutex> lock(mutex);
+  auto it = cache.find(smem);
+  if (it != cache.end()) return it->second;
+  int per_sm = 0;
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, matvec_stream_kernel<B>,
+                                                           kWarps * 32, smem));
+  cache.emplace(smem, per_sm);
+  return per_sm;
 }
 
 template <typename B>
@@ -228,9 +247,7 @@ void launch(Params p, cudaStream_t stream) {
   }();
   (void)configured;
   const int smem = p.act_bytes + kWarps * p.warp_bytes;
-  int per_sm = 0;
-  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, matvec_stream_kernel<B>,
-                                                           kWarps * 32, smem));
+  const int per_sm = blocks_per_sm<B>(smem);
   if (per_sm < 1) throw Error("cuda matvec_stream: a thread block does not fit on an SM");
   // One wave, but no more warps than row groups.
   const int64_t wave = static_cast<int64_t>(per_sm) * sm_count();
