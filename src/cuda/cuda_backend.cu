@@ -54,6 +54,10 @@ struct CudaBackend::Impl {
   const ModelConfig& cfg;
   int n_ctx;
   int max_batch;
+  // Positions whose logits one head pass computes: prefill needs only the last one's; the
+  // all-positions path (logits()) runs the head in passes of this many.
+  static constexpr int kLogitRows = 64;
+  int logit_rows = 1;
   DeviceInfo device;
 
   std::unique_ptr<WeightArena> arena;
@@ -95,6 +99,12 @@ struct CudaBackend::Impl {
       : model(m), cfg(m.config), n_ctx(o.n_ctx), max_batch(o.max_batch) {
     if (n_ctx < 1) throw Error("--ctx: must be positive");
     if (max_batch < 1) throw Error("cuda backend: max_batch must be positive");
+    // The attention scores of a pass are (tokens, heads, n_ctx) floats: keep them <= 256 MiB
+    // (a long context gets shorter prefill passes, never a failed allocation).
+    const int64_t per_token = static_cast<int64_t>(cfg.n_heads) * n_ctx * sizeof(float);
+    max_batch = static_cast<int>(
+        std::clamp<int64_t>((int64_t{256} << 20) / per_token, 1, int64_t{max_batch}));
+    logit_rows = std::min(max_batch, kLogitRows);
     device = device_info(0);
     check_shapes(m);
     CUDA_CHECK(cudaSetDevice(0));
@@ -206,7 +216,7 @@ struct CudaBackend::Impl {
 
     auto f = [B](int width) { return DeviceBuffer<float>(static_cast<size_t>(B) * width); };
     x = f(d), h = f(d), q = f(qd), k = f(kvd), v = f(kvd), attn = f(qd), gate = f(ff), up = f(ff);
-    logits = f(cfg.vocab_size);
+    logits = DeviceBuffer<float>(static_cast<size_t>(logit_rows) * cfg.vocab_size);
     xq = DeviceBuffer<numerics::ActBlock>(static_cast<size_t>(B) * std::max({d, qd, ff}) / 32);
     const AttentionScratchSizes as = attention_scratch_sizes(B, cfg.n_heads, n_ctx, cfg.head_dim);
     scores = DeviceBuffer<float>(as.scores);
@@ -294,10 +304,13 @@ struct CudaBackend::Impl {
       forward_layers(dm, kv, ws, ids.get() + start + b, pos.get(), m, start + b + m, stream);
       advance_position(pos.get(), m, stream);
       if (out) {
-        forward_head(dm, ws, 0, m, stream);
-        CUDA_CHECK(cudaMemcpyAsync(out->data() + static_cast<int64_t>(b) * vocab, ws.logits,
-                                   static_cast<size_t>(m) * vocab * sizeof(float),
-                                   cudaMemcpyDeviceToHost, stream));
+        for (int c = 0; c < m; c += logit_rows) {
+          const int rows = std::min(logit_rows, m - c);
+          forward_head(dm, ws, c, rows, stream);
+          CUDA_CHECK(cudaMemcpyAsync(out->data() + static_cast<int64_t>(b + c) * vocab, ws.logits,
+                                     static_cast<size_t>(rows) * vocab * sizeof(float),
+                                     cudaMemcpyDeviceToHost, stream));
+        }
       } else if (b + m == n) {
         forward_head(dm, ws, m - 1, 1, stream);
       }

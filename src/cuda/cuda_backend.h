@@ -23,7 +23,9 @@ namespace resident::cuda {
 struct CudaOptions {
   int n_ctx = 4096;
   bool unified_memory = false;  // weights in managed memory attached globally (GWR-005)
-  int max_batch = 64;           // tokens per prefill pass (sizes the workspace)
+  // Tokens per prefill pass (sizes the workspace). 512: enough tokens per weight read for the
+  // tensor-core matmul to pay; lowered at load when the attention scratch would pass 256 MiB.
+  int max_batch = 512;
   // Called with "before_weights" just before the weight arena is allocated and "after_weights"
   // once the upload has finished (before KV cache and workspace), so `verify` can sample GPU
   // memory around the weights alone (GWR-001).

@@ -7,6 +7,7 @@
 #include "cuda/legacy_switch.h"
 #include "cuda/matvec.cuh"
 #include "cuda/matvec_stream.cuh"
+#include "cuda/pdl.cuh"
 #include "cuda/quantize_act.cuh"
 #include "cuda/rmsnorm.cuh"
 #include "cuda/rope_kv.cuh"
@@ -73,6 +74,18 @@ void norm_and_quantize(const float* x, const float* w, float eps, int n, int n_t
   quantize_activations(h, xq, n, n_tokens, s);
 }
 
+// Launches f once, or twice under the timing probe for `part` (legacy_switch.h).
+template <typename F>
+void probed(const char* part, F&& f) {
+  for (int i = probe_repeats(part); i > 0; --i) f();
+}
+
+// Probe "empty": 4 empty PDL kernels per layer measure what a kernel boundary itself costs.
+__global__ void empty_kernel() {
+  pdl_trigger();
+  pdl_wait();
+}
+
 }  // namespace
 
 void forward_layers(const DeviceModel& m, const KvCache& kv, const Workspace& ws,
@@ -93,11 +106,12 @@ void forward_layers(const DeviceModel& m, const KvCache& kv, const Workspace& ws
     uint16_t* v_cache = kv.v + static_cast<int64_t>(il) * kv.n_ctx * kvd;
 
     // Attention block: h = norm(x); q, k, v = W h + b; rope; cache; attention; x += Wo attn.
-    norm_and_quantize(ws.x, L.attn_norm.f32(), c.rms_eps, d, n, ws.h, ws.xq, fuse,
-                      s);  // xq shared by q, k and v
+    probed("norm", [&] {  // xq shared by q, k and v
+      norm_and_quantize(ws.x, L.attn_norm.f32(), c.rms_eps, d, n, ws.h, ws.xq, fuse, s);
+    });
     const Projection qkv[] = {
         {&L.wq, ws.q, L.bq.f32()}, {&L.wk, ws.k, L.bk.f32()}, {&L.wv, ws.v, L.bv.f32()}};
-    matmul_shared_input(qkv, ws.h, ws.xq, n, s);
+    probed("qkv", [&] { matmul_shared_input(qkv, ws.h, ws.xq, n, s); });
 
     RopeKvArgs r;
     r.q = ws.q, r.k = ws.k, r.v = ws.v;
@@ -105,7 +119,7 @@ void forward_layers(const DeviceModel& m, const KvCache& kv, const Workspace& ws
     r.neox = c.rope_style == RopeStyle::neox;
     r.table = m.rope_table, r.pos = pos, r.n_tokens = n;
     r.k_cache = k_cache, r.v_cache = v_cache, r.n_ctx = kv.n_ctx;
-    rope_kv_write(r, s);
+    probed("rope", [&] { rope_kv_write(r, s); });
 
     AttentionArgs at;
     at.q = ws.q, at.k_cache = k_cache, at.v_cache = v_cache;
@@ -114,23 +128,29 @@ void forward_layers(const DeviceModel& m, const KvCache& kv, const Workspace& ws
     at.kq_scale = kq_scale, at.pos = pos, at.n_tokens = n, at.max_positions = max_positions;
     at.out = ws.attn;
     at.out_q = fuse ? ws.xq : nullptr;
-    attention(at, ws.attn_scratch, s);
+    probed("attn", [&] { attention(at, ws.attn_scratch, s); });
 
     if (!fuse) quantize_activations(ws.attn, ws.xq, qd, n, s);
-    matmul(L.wo, ws.attn, ws.xq, n, ws.x, s, nullptr, /*accumulate=*/true);
+    probed("o", [&] { matmul(L.wo, ws.attn, ws.xq, n, ws.x, s, nullptr, /*accumulate=*/true); });
 
     // Feed-forward block: h = norm(x); x += W_down (silu(W_gate h) * (W_up h)).
-    norm_and_quantize(ws.x, L.ffn_norm.f32(), c.rms_eps, d, n, ws.h, ws.xq, fuse,
-                      s);  // xq shared by gate and up
+    probed("norm", [&] {  // xq shared by gate and up
+      norm_and_quantize(ws.x, L.ffn_norm.f32(), c.rms_eps, d, n, ws.h, ws.xq, fuse, s);
+    });
     const Projection gate_up[] = {{&L.w_gate, ws.gate, nullptr}, {&L.w_up, ws.up, nullptr}};
-    matmul_shared_input(gate_up, ws.h, ws.xq, n, s);
+    probed("gate_up", [&] { matmul_shared_input(gate_up, ws.h, ws.xq, n, s); });
     if (fuse) {
-      swiglu_quant(ws.gate, ws.up, ws.gate, ws.xq, static_cast<int64_t>(n) * ff, s);
+      probed("swiglu", [&] {
+        swiglu_quant(ws.gate, ws.up, ws.gate, ws.xq, static_cast<int64_t>(n) * ff, s);
+      });
     } else {
       swiglu(ws.gate, ws.up, ws.gate, static_cast<int64_t>(n) * ff, s);
       quantize_activations(ws.gate, ws.xq, ff, n, s);
     }
-    matmul(L.w_down, ws.gate, ws.xq, n, ws.x, s, nullptr, /*accumulate=*/true);
+    probed("down",
+           [&] { matmul(L.w_down, ws.gate, ws.xq, n, ws.x, s, nullptr, /*accumulate=*/true); });
+    if (probe_repeats("empty") > 1)
+      for (int i = 0; i < 4; ++i) launch_pdl(empty_kernel, dim3(1), dim3(32), 0, s);
   }
 }
 

@@ -51,7 +51,7 @@ struct Workspace {
   float* attn = nullptr;             // (max_tokens, q_dim)
   float* gate = nullptr;             // (max_tokens, d_ff), then swiglu in place
   float* up = nullptr;               // (max_tokens, d_ff)
-  float* logits = nullptr;           // (max_tokens, vocab)
+  float* logits = nullptr;           // (rows of one forward_head pass, vocab)
   numerics::ActBlock* xq = nullptr;  // (max_tokens, max(d_model, q_dim, d_ff) / 32)
   AttentionScratch attn_scratch;
 };

@@ -1,7 +1,8 @@
 // A/B switch between the fast decode kernels and the first (simple) versions they replaced, for
-// measuring each change on the GPU in one run: RESIDENT_CUDA_LEGACY=attn,matvec,fuse,stream (any subset)
-// selects the old kernel for those parts. Both versions compute the same bits (docs/numerics.md);
-// the switch only changes speed. Read once per process; graphs capture whichever was chosen.
+// measuring each change on the GPU in one run: RESIDENT_CUDA_LEGACY=attn,matvec,fuse,stream (any
+// subset) selects the old kernel for those parts. Both versions compute the same bits
+// (docs/numerics.md); the switch only changes speed. Read once per process; graphs capture
+// whichever was chosen.
 #pragma once
 
 #include <cstdlib>
@@ -9,8 +10,9 @@
 
 namespace resident::cuda {
 
-inline bool use_legacy(const char* part) {
-  const char* v = std::getenv("RESIDENT_CUDA_LEGACY");
+// Whether `part` is one of the comma-separated names in environment variable `var`.
+inline bool env_lists(const char* var, const char* part) {
+  const char* v = std::getenv(var);
   if (!v) return false;
   const size_t n = std::strlen(part);
   for (const char* p = v; (p = std::strstr(p, part)) != nullptr; p += n) {
@@ -19,6 +21,20 @@ inline bool use_legacy(const char* part) {
     if (starts && ends) return true;
   }
   return false;
+}
+
+inline bool use_legacy(const char* part) {
+  return env_lists("RESIDENT_CUDA_LEGACY", part);
+}
+
+// Timing probe, for measurement only: RESIDENT_DECODE_PROBE=norm,qkv,rope,attn,o,gate_up,swiglu,
+// down (any subset) launches those parts of every layer twice ("empty": adds 4 empty kernels per
+// layer). The tok/s difference against a
+// plain run is their cost inside the real decode graph (PDL overlap included), which per-kernel
+// profiler times cannot show. The model's output is wrong under the probe; never for real runs.
+inline int probe_repeats(const char* part) {
+  static const bool any = std::getenv("RESIDENT_DECODE_PROBE") != nullptr;
+  return any && env_lists("RESIDENT_DECODE_PROBE", part) ? 2 : 1;
 }
 
 }  // namespace resident::cuda

@@ -9,6 +9,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/legacy_switch.h"
+#include "cuda/matmul_mma.cuh"
 #include "cuda/matvec.cuh"
 #include "cuda/matvec_stream.cuh"
 #include "cuda/pdl.cuh"
@@ -174,6 +175,10 @@ void launch(const MatvecArgs& a, int64_t row_bytes, cudaStream_t stream) {
       s.n_segments = 1;
       return matvec_stream(s, stream);
     }
+    // Prefill batches: the int8 tensor-core matmul (matmul_mma.cu, same bits) where it takes
+    // the case; it declines (returns false) below 16 tokens and for shapes it cannot tile.
+    static const bool legacy_mma = use_legacy("mma");
+    if (a.n_tokens >= 16 && !legacy_mma && matmul_mma(a, row_bytes, stream)) return;
     const int R = a.n_tokens == 1 && !legacy ? staged_rows(n_blocks, row_bytes) : 0;
     if (R > 0) {
       const int64_t n_chunks = (R * row_bytes + 15) / 16 + 1;

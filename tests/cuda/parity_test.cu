@@ -93,6 +93,8 @@ TEST(CudaParity, TinyModelsMatchCpuBitForBit) {
     const Model model = Model::load(synth_model(synth::Preset::tiny, mix, seed % 1000));
     check_parity(model, 64, rng, 19, 32);
     check_parity(model, 4, rng, 23, 8);  // prefill split into passes of 4 tokens
+    // One 150-token pass: the tensor-core matmuls, the LM head in passes of 64 positions.
+    check_parity(model, 512, rng, 150, 8);
   }
 }
 
@@ -160,10 +162,13 @@ TEST(CudaParity, Qwen15BShapesMatchCpuAndTiming) {
   std::fflush(stdout);  // BENCH lines survive a later crash
   EXPECT_EQ(mem.weight_bytes, model.file.data_section_bytes());
 
-  // Parity: logits of an 8-token prompt and 8 greedy ids.
+  // Parity: logits of an 8-token prompt and 8 greedy ids; logits of a 40-token prompt (the
+  // tensor-core prefill matmuls, with the 1.5B's row lengths 1536 and 8960).
   cpu::CpuBackend cpu(model, 64, 0);
   const std::vector<int32_t> prompt = random_prompt(rng, 8, model.config.vocab_size);
   EXPECT_TRUE(same_bits(gpu.logits(prompt), cpu.logits(prompt), "1.5B logits"));
+  const std::vector<int32_t> prompt40 = random_prompt(rng, 40, model.config.vocab_size);
+  EXPECT_TRUE(same_bits(gpu.logits(prompt40), cpu.logits(prompt40), "1.5B logits, 40 tokens"));
   gpu.reset(greedy());
   cpu.reset(greedy());
   std::vector<int32_t> ids_cpu{cpu.prefill(prompt)}, ids_gpu{gpu.prefill(prompt)};
@@ -192,7 +197,7 @@ TEST(CudaParity, Qwen15BShapesMatchCpuAndTiming) {
   std::printf("BENCH decode_call_ms %.4f tok_s %.1f\n", ms_decode, 1000.0 / ms_decode);
   std::fflush(stdout);  // BENCH lines survive a later crash
 
-  // Prefill throughput of a 512-token prompt (batched passes of 64).
+  // Prefill throughput of a 512-token prompt (one batched pass).
   const std::vector<int32_t> long_prompt = random_prompt(rng, 512, model.config.vocab_size);
   gpu.reset(greedy());
   gpu.prefill(long_prompt);  // warm-up
