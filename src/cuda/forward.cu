@@ -6,7 +6,7 @@
 #include "cuda/forward.cuh"
 #include "cuda/legacy_switch.h"
 #include "cuda/matvec.cuh"
-#include "cuda/matvec_stream.cuh"
+#include "cuda/matvec_split.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/quantize_act.cuh"
 #include "cuda/rmsnorm.cuh"
@@ -50,7 +50,7 @@ void matmul_shared_input(const Projection (&ps)[N], const float* x, const numeri
   bool streamable = n_tokens == 1 && !legacy;
   for (const Projection& p : ps)
     streamable = streamable && p.w->row_length == w0.row_length &&
-                 matvec_stream_supported(p.w->type, p.w->row_length);
+                 matvec_decode_supported(p.w->type, p.w->row_length);
   if (!streamable) {
     for (const Projection& p : ps) matmul(*p.w, x, xq, n_tokens, p.out, s, p.bias);
     return;
@@ -62,7 +62,7 @@ void matmul_shared_input(const Projection (&ps)[N], const float* x, const numeri
     a.xq = xq;
     for (; i < N && ps[i].w->type == a.type && a.n_segments < kMaxStreamSegments; ++i)
       a.seg[a.n_segments++] = {ps[i].w->data, ps[i].w->rows, ps[i].out, ps[i].bias, false};
-    matvec_stream(a, s);
+    matvec_decode(a, s);
   }
 }
 

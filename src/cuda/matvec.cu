@@ -11,7 +11,7 @@
 #include "cuda/legacy_switch.h"
 #include "cuda/matmul_mma.cuh"
 #include "cuda/matvec.cuh"
-#include "cuda/matvec_stream.cuh"
+#include "cuda/matvec_split.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/quant_blocks.h"
 #include "quant/quant.h"
@@ -165,15 +165,15 @@ void launch(const MatvecArgs& a, int64_t row_bytes, cudaStream_t stream) {
   static const bool legacy = use_legacy("matvec");
   static const bool legacy_stream = use_legacy("stream");
   if constexpr (B::kInt8) {
-    // Decode: the streaming kernel (matvec_stream.cu) unless switched off for an A/B run.
-    if (a.n_tokens == 1 && !legacy && !legacy_stream && matvec_stream_supported(a.type, a.n)) {
+    // Decode: matvec_split.cu (or matvec_stream.cu) unless switched off for an A/B run.
+    if (a.n_tokens == 1 && !legacy && !legacy_stream && matvec_decode_supported(a.type, a.n)) {
       MatvecStreamArgs s;
       s.type = a.type;
       s.n = a.n;
       s.xq = a.xq;
       s.seg[0] = {a.w, a.rows, a.out, a.bias, a.accumulate};
       s.n_segments = 1;
-      return matvec_stream(s, stream);
+      return matvec_decode(s, stream);
     }
     // Prefill batches: the int8 tensor-core matmul (matmul_mma.cu, same bits) where it takes
     // the case; it declines (returns false) below 16 tokens and for shapes it cannot tile.

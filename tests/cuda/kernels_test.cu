@@ -15,6 +15,7 @@
 #include "cuda/elementwise.cuh"
 #include "cuda/embed.cuh"
 #include "cuda/matvec.cuh"
+#include "cuda/matvec_split.cuh"
 #include "cuda/matvec_stream.cuh"
 #include "cuda/quantize_act.cuh"
 #include "cuda/rmsnorm.cuh"
@@ -168,9 +169,10 @@ TEST(CudaKernels, MatvecBiasAndResidualEpilogues) {
   check_matvec(rng, {Type::F16, 1536, 1536, 11}, false, true);
 }
 
-// One streamed launch over several matrices that share the input (q/k/v, gate/up), each with
-// its own rows, output, bias and epilogue: every segment equals its own CPU matmul.
-TEST(CudaKernels, MatvecStreamSegmentsMatchCpu) {
+// One decode launch (matvec_stream, matvec_split) over several matrices that share the input
+// (q/k/v, gate/up), each with its own rows, output, bias and epilogue: every segment equals its own
+// CPU matmul.
+TEST(CudaKernels, MatvecDecodeSegmentsMatchCpu) {
   REQUIRE_GPU_OR_SKIP();
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("RESIDENT_TEST_SEED=" + std::to_string(seed));
@@ -193,27 +195,39 @@ TEST(CudaKernels, MatvecStreamSegmentsMatchCpu) {
       a.xq = dxq.get();
       std::vector<DeviceBuffer<uint8_t>> dw;
       std::vector<DeviceBuffer<float>> dout, dbias;
-      std::vector<std::vector<float>> want;
+      std::vector<std::vector<float>> want, prior;
       for (const Seg& g : segs) {
         const std::vector<uint8_t> w = random_weights(rng, type, g.rows, n, 256);
         const std::vector<float> bias = random_floats(rng, g.rows);
-        const std::vector<float> prior = random_floats(rng, g.rows);
+        prior.push_back(random_floats(rng, g.rows));
         std::vector<float> cpu(g.rows);
         quant::matmul_rows(type, w.data(), n, xq.data(), nullptr, 1, cpu.data(), g.rows, 0, g.rows);
         for (int64_t r = 0; r < g.rows; ++r) {
           if (g.bias) cpu[r] = cpu[r] + bias[r];
-          if (g.accumulate) cpu[r] = prior[r] + cpu[r];
+          if (g.accumulate) cpu[r] = prior.back()[r] + cpu[r];
         }
         want.push_back(cpu);
         dw.push_back(upload(w));
         dbias.push_back(upload(bias));
-        dout.push_back(g.accumulate ? upload(prior) : poisoned<float>(g.rows));
+        dout.push_back(poisoned<float>(g.rows));
         a.seg[a.n_segments++] = {dw.back().get(), g.rows, dout.back().get(),
                                  g.bias ? dbias.back().get() : nullptr, g.accumulate};
       }
-      matvec_stream(a, nullptr);
-      for (size_t i = 0; i < segs.size(); ++i)
-        EXPECT_TRUE(same_bits(download(dout[i]), want[i], "segment " + std::to_string(i)));
+      // Both decode kernels over the same segments (outputs reset in between).
+      for (auto* kernel : {&matvec_stream, &matvec_split}) {
+        SCOPED_TRACE(kernel == &matvec_stream ? "matvec_stream" : "matvec_split");
+        for (size_t i = 0; i < segs.size(); ++i) {
+          if (segs[i].accumulate) {
+            CUDA_CHECK(cudaMemcpy(dout[i].get(), prior[i].data(), segs[i].rows * sizeof(float),
+                                  cudaMemcpyHostToDevice));
+          } else {
+            CUDA_CHECK(cudaMemset(dout[i].get(), 0xff, segs[i].rows * sizeof(float)));  // NaN
+          }
+        }
+        (*kernel)(a, nullptr);
+        for (size_t i = 0; i < segs.size(); ++i)
+          EXPECT_TRUE(same_bits(download(dout[i]), want[i], "segment " + std::to_string(i)));
+      }
     }
   }
 }
@@ -257,7 +271,7 @@ TEST(CudaKernels, RmsnormQuantMatchesCpu) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("RESIDENT_TEST_SEED=" + std::to_string(seed));
   std::mt19937_64 rng(seed);
-  for (int n : {1536, 8960, 256, 96}) {
+  for (int n : {1536, 8960, 4096, 4128, 896, 256, 96}) {
     for (int n_tokens : {1, 4}) {
       SCOPED_TRACE("n=" + std::to_string(n) + " tokens=" + std::to_string(n_tokens));
       const std::vector<float> x = activations(rng, n, n_tokens);

@@ -1,0 +1,204 @@
+// Decode matvec, rows split over a whole thread block (docs/perf.md, "CUDA decode, round 3").
+//
+// Why: timing probes inside the real decode graph (RESIDENT_DECODE_PROBE) put the streamed
+// matvec (matvec_stream.cu) at 15 us for the down projection (11.3 MB) and 11 us for gate+up
+// (15.5 MB), 3-4x its DRAM time, while a kernel boundary costs only ~0.1 us. The streamed kernel
+// gives each lane a whole k-quant storage block (8 sub-blocks) and each warp its own rows, so a
+// step is a few long per-lane chains on ~12 warps per SM (shared memory bounds occupancy).
+//
+// Here a thread block of 256 threads owns R consecutive rows of one matrix (R * n/32 ~ 3 blocks
+// of 32 per thread), and thread t computes the partials of 32-blocks t, t + 256, ... of those
+// rows, reading the weight bytes straight from global memory with the format's own decoder (no
+// staging: shared memory holds only the activation blocks and the partials, so many blocks fit
+// on an SM). Before waiting for the previous kernel (PDL), each block asks L2 for its weight
+// bytes, so the DRAM reads overlap the predecessor's tail. After one barrier, thread i adds row
+// i's partials p_0, p_1, ... in j order from 0.0f: the spec's sequential sum, bit for bit the
+// CPU's and matvec()'s.
+#include <algorithm>
+#include <string>
+
+#include "cuda/cuda_check.h"
+#include "cuda/legacy_switch.h"
+#include "cuda/matvec_split.cuh"
+#include "cuda/pdl.cuh"
+#include "cuda/quant_blocks.h"
+#include "quant/quant.h"
+#include "util/error.h"
+
+namespace resident::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kBlocksPerThread = 3;  // target 32-blocks per thread: rows per block = 768 / (n/32)
+constexpr int kMaxRows = 16;
+
+struct Params {
+  const uint8_t* w[kMaxStreamSegments];
+  float* out[kMaxStreamSegments];
+  const float* bias[kMaxStreamSegments];
+  int64_t rows[kMaxStreamSegments];
+  int64_t group_end[kMaxStreamSegments];  // cumulative thread-block counts
+  int acc_mask;                           // bit s: segment s accumulates into out
+  int n_segments;
+  int64_t row_bytes;
+  int n_blocks;     // 32-blocks per row
+  int group_rows;   // R
+  int part_stride;  // odd >= n_blocks (conflict-free column reads in the sums)
+  int act_bytes;    // staged activation blocks, 16-byte multiple
+  const numerics::ActBlock* xq;
+};
+
+template <typename B>
+__global__ void __launch_bounds__(kThreads, 4) matvec_split_kernel(const Params p) {
+  extern __shared__ uint4 smem[];
+  pdl_trigger();
+  const int tid = threadIdx.x;
+  const int nb = p.n_blocks;
+  auto* a_s = reinterpret_cast<numerics::ActBlock*>(smem);
+  float* part = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(smem) + p.act_bytes);
+
+  // This block's rows: [first, first + n_rows) of segment seg.
+  const int64_t g = blockIdx.x;
+  int seg = 0;
+  while (seg + 1 < p.n_segments && g >= p.group_end[seg]) ++seg;
+  const int64_t first = (g - (seg == 0 ? 0 : p.group_end[seg - 1])) * p.group_rows;
+  const int64_t left = p.rows[seg] - first;
+  const int n_rows = static_cast<int>(left < p.group_rows ? left : p.group_rows);
+  const uint8_t* w = p.w[seg] + first * p.row_bytes;
+
+  // Weights are never written: fetch them towards L2 while the previous kernel finishes.
+  const int64_t bytes = n_rows * p.row_bytes;
+  for (int64_t off = static_cast<int64_t>(tid) * 128; off < bytes; off += kThreads * 128)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(w + off));
+
+  pdl_wait();  // the activation blocks come from the previous kernel
+  {
+    const int* xs = reinterpret_cast<const int*>(p.xq);
+    int* as = reinterpret_cast<int*>(a_s);
+    const int n_words = nb * static_cast<int>(sizeof(numerics::ActBlock) / 4);
+    for (int i = tid; i < n_words; i += kThreads) as[i] = xs[i];
+  }
+  __syncthreads();
+
+  for (int it = tid; it < n_rows * nb; it += kThreads) {
+    const int i = it / nb, j = it - i * nb;
+    part[i * p.part_stride + j] = B::partial(B::load(w + i * p.row_bytes, j), a_s[j]);
+  }
+  __syncthreads();
+
+  if (tid < n_rows) {  // thread i: row first + i, the spec's sequential sum from 0.0f in j order
+    const float* pi = part + tid * p.part_stride;
+    float acc = 0.0f;
+    // Eight loads issued together, then their eight adds in order.
+    int j = 0;
+    for (; j + 8 <= nb; j += 8) {
+      float v[8];
+#pragma unroll
+      for (int k = 0; k < 8; ++k) v[k] = pi[j + k];
+#pragma unroll
+      for (int k = 0; k < 8; ++k) acc = acc + v[k];
+    }
+    for (; j < nb; ++j) acc = acc + pi[j];
+    const int64_t r = first + tid;
+    float* o = p.out[seg] + r;
+    float y = acc;
+    if (p.bias[seg]) y = y + p.bias[seg][r];
+    if (p.acc_mask >> seg & 1) y = *o + y;
+    *o = y;
+  }
+}
+
+int round16(int64_t v) {
+  return static_cast<int>((v + 15) & ~int64_t{15});
+}
+
+template <typename B>
+void launch(const Params& p, int64_t grid, cudaStream_t stream) {
+  const int smem = p.act_bytes + p.group_rows * p.part_stride * 4;  // <= 48 KB: no opt-in
+  launch_pdl(matvec_split_kernel<B>, dim3(static_cast<unsigned>(grid)), dim3(kThreads), smem,
+             stream, p);
+}
+
+int64_t smem_bytes(int64_t n_blocks, int rows) {
+  return round16(n_blocks * static_cast<int64_t>(sizeof(numerics::ActBlock))) +
+         rows * (n_blocks | 1) * 4;
+}
+
+int rows_per_block(int64_t n_blocks) {
+  return static_cast<int>(
+      std::clamp<int64_t>(kThreads * kBlocksPerThread / n_blocks, 1, int64_t{kMaxRows}));
+}
+
+}  // namespace
+
+bool matvec_split_supported(quant::Type type, int64_t n) {
+  if (!quant::uses_int8_activations(type) || n <= 0 || n % 32 != 0) return false;
+  const auto& info = quant::type_info(type);
+  if (n % info.block_elems != 0) return false;
+  return smem_bytes(n / 32, rows_per_block(n / 32)) <= kMaxSplitSmem;
+}
+
+void matvec_split(const MatvecStreamArgs& a, cudaStream_t stream) {
+  const auto& info = quant::type_info(a.type);
+  const std::string what = "cuda matvec_split (" + std::string(info.name) + "): ";
+  if (!matvec_split_supported(a.type, a.n))
+    throw Error(what + "row length " + std::to_string(a.n) + " not supported");
+  if (!a.xq) throw Error(what + "null activation blocks");
+  if (a.n_segments < 1 || a.n_segments > kMaxStreamSegments)
+    throw Error(what + "1 to " + std::to_string(kMaxStreamSegments) + " segments");
+  Params p = {};
+  p.row_bytes = static_cast<int64_t>(quant::row_bytes(info, a.n));
+  p.n_blocks = static_cast<int>(a.n / 32);
+  p.n_segments = a.n_segments;
+  p.group_rows = rows_per_block(p.n_blocks);
+  int64_t groups = 0;
+  for (int s = 0; s < a.n_segments; ++s) {
+    const StreamSegment& g = a.seg[s];
+    if (!g.w || !g.out) throw Error(what + "null weight or output pointer");
+    if (g.rows < 1 || g.rows > (int64_t{1} << 31)) throw Error(what + "rows out of range");
+    // Q4_K/Q5_K read 32-bit words: their rows must start 4-byte aligned.
+    if (reinterpret_cast<uintptr_t>(g.w) % 4 != 0) throw Error(what + "weights not 4-byte aligned");
+    p.w[s] = static_cast<const uint8_t*>(g.w);
+    p.out[s] = g.out;
+    p.bias[s] = g.bias;
+    p.rows[s] = g.rows;
+    groups += (g.rows + p.group_rows - 1) / p.group_rows;
+    p.group_end[s] = groups;
+    if (g.accumulate) p.acc_mask |= 1 << s;
+  }
+  if (groups > (int64_t{1} << 31) - 1) throw Error(what + "too many rows");
+  p.part_stride = p.n_blocks | 1;
+  p.act_bytes = round16(static_cast<int64_t>(p.n_blocks) * sizeof(numerics::ActBlock));
+  p.xq = a.xq;
+
+  switch (a.type) {
+    case quant::Type::Q4_0:
+      return launch<blocks::Q4_0>(p, groups, stream);
+    case quant::Type::Q5_0:
+      return launch<blocks::Q5_0>(p, groups, stream);
+    case quant::Type::Q8_0:
+      return launch<blocks::Q8_0>(p, groups, stream);
+    case quant::Type::Q4_K:
+      return launch<blocks::Q4_K>(p, groups, stream);
+    case quant::Type::Q5_K:
+      return launch<blocks::Q5_K>(p, groups, stream);
+    case quant::Type::Q6_K:
+      return launch<blocks::Q6_K>(p, groups, stream);
+    default:
+      break;
+  }
+  throw Error(what + "unsupported type");
+}
+
+bool matvec_decode_supported(quant::Type type, int64_t n) {
+  static const bool legacy = use_legacy("split");
+  return legacy ? matvec_stream_supported(type, n) : matvec_split_supported(type, n);
+}
+
+void matvec_decode(const MatvecStreamArgs& args, cudaStream_t stream) {
+  static const bool legacy = use_legacy("split");
+  if (legacy) return matvec_stream(args, stream);
+  matvec_split(args, stream);
+}
+
+}  // namespace resident::cuda
