@@ -5,6 +5,7 @@
 
 #include "cpu/ops.h"
 #include "cuda/argmax.cuh"
+#include "cuda/attention_decode.cuh"
 #include "cuda/cuda_backend.h"
 #include "cuda/cuda_check.h"
 #include "cuda/device_buffer.h"
@@ -72,6 +73,7 @@ struct CudaBackend::Impl {
   DeviceBuffer<float> x, h, q, k, v, attn, gate, up, logits;
   DeviceBuffer<numerics::ActBlock> xq;
   DeviceBuffer<float> scores, chunk_max, chunk_den, chunk_val;
+  DeviceBuffer<unsigned> attn_counters;  // attention_decode's work tickets and per-head counts
   Workspace ws;
 
   DeviceBuffer<int32_t> ids;      // prompt ids (n_ctx), uploaded in one copy per prefill
@@ -223,6 +225,9 @@ struct CudaBackend::Impl {
     chunk_max = DeviceBuffer<float>(as.chunk_max);
     chunk_den = DeviceBuffer<float>(as.chunk_den);
     chunk_val = DeviceBuffer<float>(as.chunk_val);
+    attn_counters = DeviceBuffer<unsigned>(attention_decode_counters(cfg.n_heads));
+    CUDA_CHECK(cudaMemset(attn_counters.get(), 0, attn_counters.bytes()));
+    ws.attn_counters = attn_counters.get();
     ws.max_tokens = B;
     ws.x = x.get(), ws.h = h.get(), ws.q = q.get(), ws.k = k.get(), ws.v = v.get();
     ws.attn = attn.get(), ws.gate = gate.get(), ws.up = up.get(), ws.logits = logits.get();
@@ -240,8 +245,8 @@ struct CudaBackend::Impl {
   uint64_t workspace_bytes() const {
     return rope_table.bytes() + x.bytes() + h.bytes() + q.bytes() + k.bytes() + v.bytes() +
            attn.bytes() + gate.bytes() + up.bytes() + logits.bytes() + xq.bytes() + scores.bytes() +
-           chunk_max.bytes() + chunk_den.bytes() + chunk_val.bytes() + ids.bytes() + token.bytes() +
-           pos.bytes() + (sampler ? sampler->bytes() : 0);
+           chunk_max.bytes() + chunk_den.bytes() + chunk_val.bytes() + attn_counters.bytes() +
+           ids.bytes() + token.bytes() + pos.bytes() + (sampler ? sampler->bytes() : 0);
   }
 
   // The decode step: token id and position in, next id and position + 1 out, all on the device.

@@ -1,6 +1,7 @@
 #include <cmath>
 
 #include "cuda/argmax.cuh"
+#include "cuda/attention_decode.cuh"
 #include "cuda/elementwise.cuh"
 #include "cuda/embed.cuh"
 #include "cuda/forward.cuh"
@@ -113,22 +114,39 @@ void forward_layers(const DeviceModel& m, const KvCache& kv, const Workspace& ws
         {&L.wq, ws.q, L.bq.f32()}, {&L.wk, ws.k, L.bk.f32()}, {&L.wv, ws.v, L.bv.f32()}};
     probed("qkv", [&] { matmul_shared_input(qkv, ws.h, ws.xq, n, s); });
 
-    RopeKvArgs r;
-    r.q = ws.q, r.k = ws.k, r.v = ws.v;
-    r.n_heads = c.n_heads, r.n_kv_heads = c.n_kv_heads, r.head_dim = c.head_dim;
-    r.neox = c.rope_style == RopeStyle::neox;
-    r.table = m.rope_table, r.pos = pos, r.n_tokens = n;
-    r.k_cache = k_cache, r.v_cache = v_cache, r.n_ctx = kv.n_ctx;
-    probed("rope", [&] { rope_kv_write(r, s); });
+    // Rope, K/V cache write and attention: one launch for a decode token (attention_decode.cu),
+    // else rope_kv_write and the three attention passes. Same bits either way.
+    static const bool one_launch = !use_legacy("attn1");
+    if (n == 1 && one_launch &&
+        attention_decode_supported(c.n_heads, c.n_kv_heads, c.head_dim, kvd)) {
+      AttentionDecodeArgs ad;
+      ad.q = ws.q, ad.k = ws.k, ad.v = ws.v;
+      ad.n_heads = c.n_heads, ad.n_kv_heads = c.n_kv_heads, ad.head_dim = c.head_dim;
+      ad.kv_stride = kvd;
+      ad.neox = c.rope_style == RopeStyle::neox;
+      ad.rope_table = m.rope_table, ad.pos = pos;
+      ad.k_cache = k_cache, ad.v_cache = v_cache, ad.n_ctx = kv.n_ctx;
+      ad.kq_scale = kq_scale, ad.max_positions = max_positions;
+      ad.out = ws.attn, ad.out_q = fuse ? ws.xq : nullptr;
+      probed("attn", [&] { attention_decode(ad, ws.attn_scratch, ws.attn_counters, s); });
+    } else {
+      RopeKvArgs r;
+      r.q = ws.q, r.k = ws.k, r.v = ws.v;
+      r.n_heads = c.n_heads, r.n_kv_heads = c.n_kv_heads, r.head_dim = c.head_dim;
+      r.neox = c.rope_style == RopeStyle::neox;
+      r.table = m.rope_table, r.pos = pos, r.n_tokens = n;
+      r.k_cache = k_cache, r.v_cache = v_cache, r.n_ctx = kv.n_ctx;
+      probed("rope", [&] { rope_kv_write(r, s); });
 
-    AttentionArgs at;
-    at.q = ws.q, at.k_cache = k_cache, at.v_cache = v_cache;
-    at.n_heads = c.n_heads, at.n_kv_heads = c.n_kv_heads, at.head_dim = c.head_dim,
-    at.kv_stride = kvd;
-    at.kq_scale = kq_scale, at.pos = pos, at.n_tokens = n, at.max_positions = max_positions;
-    at.out = ws.attn;
-    at.out_q = fuse ? ws.xq : nullptr;
-    probed("attn", [&] { attention(at, ws.attn_scratch, s); });
+      AttentionArgs at;
+      at.q = ws.q, at.k_cache = k_cache, at.v_cache = v_cache;
+      at.n_heads = c.n_heads, at.n_kv_heads = c.n_kv_heads, at.head_dim = c.head_dim,
+      at.kv_stride = kvd;
+      at.kq_scale = kq_scale, at.pos = pos, at.n_tokens = n, at.max_positions = max_positions;
+      at.out = ws.attn;
+      at.out_q = fuse ? ws.xq : nullptr;
+      probed("attn", [&] { attention(at, ws.attn_scratch, s); });
+    }
 
     if (!fuse) quantize_activations(ws.attn, ws.xq, qd, n, s);
     probed("o", [&] { matmul(L.wo, ws.attn, ws.xq, n, ws.x, s, nullptr, /*accumulate=*/true); });

@@ -54,6 +54,7 @@ struct Workspace {
   float* logits = nullptr;           // (rows of one forward_head pass, vocab)
   numerics::ActBlock* xq = nullptr;  // (max_tokens, max(d_model, q_dim, d_ff) / 32)
   AttentionScratch attn_scratch;
+  unsigned* attn_counters = nullptr;  // attention_decode_counters(n_heads), zero between launches
 };
 
 // Runs every layer for the n_tokens ids at `ids` (device), token t at position *pos + t

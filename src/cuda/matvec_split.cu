@@ -15,6 +15,7 @@
 // i's partials p_0, p_1, ... in j order from 0.0f: the spec's sequential sum, bit for bit the
 // CPU's and matvec()'s.
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 
 #include "cuda/cuda_check.h"
@@ -30,7 +31,7 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kBlocksPerThread = 3;  // target 32-blocks per thread: rows per block = 768 / (n/32)
-constexpr int kMaxRows = 16;
+constexpr int kMaxRows = 64;
 
 struct Params {
   const uint8_t* w[kMaxStreamSegments];
@@ -124,9 +125,15 @@ int64_t smem_bytes(int64_t n_blocks, int rows) {
          rows * (n_blocks | 1) * 4;
 }
 
+// RESIDENT_SPLIT_TUNE=blocks_per_thread overrides kBlocksPerThread, for tuning sweeps.
 int rows_per_block(int64_t n_blocks) {
+  static const int per_thread = [] {
+    const char* v = std::getenv("RESIDENT_SPLIT_TUNE");
+    const int t = v ? std::atoi(v) : 0;
+    return t >= 1 && t <= 64 ? t : kBlocksPerThread;
+  }();
   return static_cast<int>(
-      std::clamp<int64_t>(kThreads * kBlocksPerThread / n_blocks, 1, int64_t{kMaxRows}));
+      std::clamp<int64_t>(kThreads * per_thread / n_blocks, 1, int64_t{kMaxRows}));
 }
 
 }  // namespace
