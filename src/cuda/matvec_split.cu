@@ -7,13 +7,12 @@
 // step is a few long per-lane chains on ~12 warps per SM (shared memory bounds occupancy).
 //
 // Here a thread block of 256 threads owns R consecutive rows of one matrix (R * n/32 ~ 3 blocks
-// of 32 per thread), and thread t computes the partials of 32-blocks t, t + 256, ... of those
-// rows, reading the weight bytes straight from global memory with the format's own decoder (no
-// staging: shared memory holds only the activation blocks and the partials, so many blocks fit
-// on an SM). Before waiting for the previous kernel (PDL), each block asks L2 for its weight
-// bytes, so the DRAM reads overlap the predecessor's tail. After one barrier, thread i adds row
-// i's partials p_0, p_1, ... in j order from 0.0f: the spec's sequential sum, bit for bit the
-// CPU's and matvec()'s.
+// of 32 per thread). It copies the rows' bytes into shared memory with coalesced 16-byte
+// cp.async before waiting for the previous kernel (PDL: weights are never written, so the DRAM
+// reads overlap the predecessor's tail), then thread t computes the partials of 32-blocks t,
+// t + 256, ... of those rows with the format's own decoder. After one barrier, thread i adds
+// row i's partials p_0, p_1, ... in j order from 0.0f: the spec's sequential sum, bit for bit
+// the CPU's and matvec()'s.
 #include <algorithm>
 #include <cstdlib>
 #include <string>
@@ -46,8 +45,14 @@ struct Params {
   int group_rows;   // R
   int part_stride;  // odd >= n_blocks (conflict-free column reads in the sums)
   int act_bytes;    // staged activation blocks, 16-byte multiple
+  int w_bytes;      // staged weight bytes: R rows at any 16-byte alignment, 16-byte multiple
   const numerics::ActBlock* xq;
 };
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
+}
 
 template <typename B>
 __global__ void __launch_bounds__(kThreads, 4) matvec_split_kernel(const Params p) {
@@ -56,7 +61,8 @@ __global__ void __launch_bounds__(kThreads, 4) matvec_split_kernel(const Params 
   const int tid = threadIdx.x;
   const int nb = p.n_blocks;
   auto* a_s = reinterpret_cast<numerics::ActBlock*>(smem);
-  float* part = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(smem) + p.act_bytes);
+  uint8_t* w_s = reinterpret_cast<uint8_t*>(smem) + p.act_bytes;
+  float* part = reinterpret_cast<float*>(w_s + p.w_bytes);
 
   // This block's rows: [first, first + n_rows) of segment seg.
   const int64_t g = blockIdx.x;
@@ -67,10 +73,26 @@ __global__ void __launch_bounds__(kThreads, 4) matvec_split_kernel(const Params 
   const int n_rows = static_cast<int>(left < p.group_rows ? left : p.group_rows);
   const uint8_t* w = p.w[seg] + first * p.row_bytes;
 
-  // Weights are never written: fetch them towards L2 while the previous kernel finishes.
-  const int64_t bytes = n_rows * p.row_bytes;
-  for (int64_t off = static_cast<int64_t>(tid) * 128; off < bytes; off += kThreads * 128)
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(w + off));
+  // The rows' bytes into shared memory, 16-byte chunks of their aligned cover, one chunk per
+  // thread in turn (coalesced). Weights are never written, so this starts before the PDL wait
+  // and overlaps the previous kernel's tail. A chunk holding a byte of the rows cannot cross a
+  // page, but past the tensor's last row it could leave the allocation: that one is bytewise.
+  // (Decoding straight from global memory, the first version, issues the formats' 2- and
+  // 4-byte loads of neighbouring sub-blocks: several cache lines per warp instruction.)
+  const uint8_t* end = w + n_rows * p.row_bytes;
+  const uint8_t* a0 =
+      reinterpret_cast<const uint8_t*>(reinterpret_cast<uintptr_t>(w) & ~uintptr_t{15});
+  const int n_chunks = static_cast<int>((end - a0 + 15) / 16);
+  const bool tensor_end = first + n_rows == p.rows[seg];
+  for (int c = tid; c < n_chunks; c += kThreads) {
+    const uint8_t* src = a0 + 16 * c;
+    if (tensor_end && src + 16 > end) {
+      for (int b = 0; b < 16; ++b) w_s[16 * c + b] = src + b < end ? src[b] : 0;
+    } else {
+      cp_async16(w_s + 16 * c, src);
+    }
+  }
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
 
   pdl_wait();  // the activation blocks come from the previous kernel
   {
@@ -79,11 +101,13 @@ __global__ void __launch_bounds__(kThreads, 4) matvec_split_kernel(const Params 
     const int n_words = nb * static_cast<int>(sizeof(numerics::ActBlock) / 4);
     for (int i = tid; i < n_words; i += kThreads) as[i] = xs[i];
   }
+  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
   __syncthreads();
 
+  const uint8_t* rows = w_s + (reinterpret_cast<uintptr_t>(w) & 15);
   for (int it = tid; it < n_rows * nb; it += kThreads) {
     const int i = it / nb, j = it - i * nb;
-    part[i * p.part_stride + j] = B::partial(B::load(w + i * p.row_bytes, j), a_s[j]);
+    part[i * p.part_stride + j] = B::partial(B::load(rows + i * p.row_bytes, j), a_s[j]);
   }
   __syncthreads();
 
@@ -115,25 +139,30 @@ int round16(int64_t v) {
 
 template <typename B>
 void launch(const Params& p, int64_t grid, cudaStream_t stream) {
-  const int smem = p.act_bytes + p.group_rows * p.part_stride * 4;  // <= 48 KB: no opt-in
+  const int smem = p.act_bytes + p.w_bytes + p.group_rows * p.part_stride * 4;  // <= 48 KB
   launch_pdl(matvec_split_kernel<B>, dim3(static_cast<unsigned>(grid)), dim3(kThreads), smem,
              stream, p);
 }
 
-int64_t smem_bytes(int64_t n_blocks, int rows) {
+// Shared memory of a block: activation blocks, R rows of weights (+16 for the alignment
+// shift), R rows of partials.
+int64_t smem_bytes(int64_t n_blocks, int64_t row_bytes, int rows) {
   return round16(n_blocks * static_cast<int64_t>(sizeof(numerics::ActBlock))) +
-         rows * (n_blocks | 1) * 4;
+         round16(rows * row_bytes + 16) + rows * (n_blocks | 1) * 4;
 }
 
-// RESIDENT_SPLIT_TUNE=blocks_per_thread overrides kBlocksPerThread, for tuning sweeps.
-int rows_per_block(int64_t n_blocks) {
+// Rows per thread block: about kBlocksPerThread 32-blocks per thread, fewer where shared memory
+// runs out (0: not even one row fits). RESIDENT_SPLIT_TUNE=n overrides kBlocksPerThread.
+int rows_per_block(int64_t n_blocks, int64_t row_bytes) {
   static const int per_thread = [] {
     const char* v = std::getenv("RESIDENT_SPLIT_TUNE");
     const int t = v ? std::atoi(v) : 0;
     return t >= 1 && t <= 64 ? t : kBlocksPerThread;
   }();
-  return static_cast<int>(
-      std::clamp<int64_t>(kThreads * per_thread / n_blocks, 1, int64_t{kMaxRows}));
+  int rows =
+      static_cast<int>(std::clamp<int64_t>(kThreads * per_thread / n_blocks, 1, int64_t{kMaxRows}));
+  while (rows > 0 && smem_bytes(n_blocks, row_bytes, rows) > kMaxSplitSmem) --rows;
+  return rows;
 }
 
 }  // namespace
@@ -142,7 +171,7 @@ bool matvec_split_supported(quant::Type type, int64_t n) {
   if (!quant::uses_int8_activations(type) || n <= 0 || n % 32 != 0) return false;
   const auto& info = quant::type_info(type);
   if (n % info.block_elems != 0) return false;
-  return smem_bytes(n / 32, rows_per_block(n / 32)) <= kMaxSplitSmem;
+  return rows_per_block(n / 32, static_cast<int64_t>(quant::row_bytes(info, n))) > 0;
 }
 
 void matvec_split(const MatvecStreamArgs& a, cudaStream_t stream) {
@@ -157,7 +186,7 @@ void matvec_split(const MatvecStreamArgs& a, cudaStream_t stream) {
   p.row_bytes = static_cast<int64_t>(quant::row_bytes(info, a.n));
   p.n_blocks = static_cast<int>(a.n / 32);
   p.n_segments = a.n_segments;
-  p.group_rows = rows_per_block(p.n_blocks);
+  p.group_rows = rows_per_block(p.n_blocks, p.row_bytes);
   int64_t groups = 0;
   for (int s = 0; s < a.n_segments; ++s) {
     const StreamSegment& g = a.seg[s];
@@ -176,6 +205,7 @@ void matvec_split(const MatvecStreamArgs& a, cudaStream_t stream) {
   if (groups > (int64_t{1} << 31) - 1) throw Error(what + "too many rows");
   p.part_stride = p.n_blocks | 1;
   p.act_bytes = round16(static_cast<int64_t>(p.n_blocks) * sizeof(numerics::ActBlock));
+  p.w_bytes = round16(p.group_rows * p.row_bytes + 16);
   p.xq = a.xq;
 
   switch (a.type) {
