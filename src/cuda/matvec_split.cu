@@ -6,18 +6,22 @@
 // gives each lane a whole k-quant storage block (8 sub-blocks) and each warp its own rows, so a
 // step is a few long per-lane chains on ~12 warps per SM (shared memory bounds occupancy).
 //
-// Here a thread block of 256 threads owns R consecutive rows of one matrix (R * n/32 ~ 3 blocks
-// of 32 per thread). It copies the rows' bytes into shared memory with coalesced 16-byte
-// cp.async before waiting for the previous kernel (PDL: weights are never written, so the DRAM
-// reads overlap the predecessor's tail), then thread t computes the partials of 32-blocks t,
-// t + 256, ... of those rows with the format's own decoder. After one barrier, thread i adds
-// row i's partials p_0, p_1, ... in j order from 0.0f: the spec's sequential sum, bit for bit
-// the CPU's and matvec()'s.
+// Here rows form groups of R consecutive rows of one matrix (R * n/32 ~ 3 blocks of 32 per
+// thread), and one wave of 256-thread blocks takes the groups in turn. A block copies a group's
+// bytes into shared memory with coalesced 16-byte cp.async (the first one before waiting for the
+// previous kernel: weights are never written, so the DRAM reads overlap the predecessor's tail;
+// each next one while the current group is computed), then thread t computes the partials of
+// 32-blocks t, t + 256, ... of the group's rows with the format's own decoder. After a barrier,
+// thread i adds row i's partials p_0, p_1, ... in j order from 0.0f: the spec's sequential sum,
+// bit for bit the CPU's and matvec()'s.
 #include <algorithm>
 #include <cstdlib>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "cuda/cuda_check.h"
+#include "cuda/device.h"
 #include "cuda/legacy_switch.h"
 #include "cuda/matvec_split.cuh"
 #include "cuda/pdl.cuh"
@@ -37,7 +41,7 @@ struct Params {
   float* out[kMaxStreamSegments];
   const float* bias[kMaxStreamSegments];
   int64_t rows[kMaxStreamSegments];
-  int64_t group_end[kMaxStreamSegments];  // cumulative thread-block counts
+  int64_t group_end[kMaxStreamSegments];  // cumulative group counts
   int acc_mask;                           // bit s: segment s accumulates into out
   int n_segments;
   int64_t row_bytes;
@@ -54,6 +58,46 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
 }
 
+// Group g: rows [first, first + n) of segment seg, bytes [start, start + n * row_bytes).
+struct Group {
+  int seg;
+  int n;
+  int64_t first;
+  const uint8_t* start;
+};
+
+__device__ __forceinline__ Group locate(const Params& p, int64_t g) {
+  int s = 0;
+  while (s + 1 < p.n_segments && g >= p.group_end[s]) ++s;
+  const int64_t first = (g - (s == 0 ? 0 : p.group_end[s - 1])) * p.group_rows;
+  const int64_t left = p.rows[s] - first;
+  return {s, static_cast<int>(left < p.group_rows ? left : p.group_rows), first,
+          p.w[s] + first * p.row_bytes};
+}
+
+// The group's bytes into `buf`: 16-byte chunks of their aligned cover, one chunk per thread in
+// turn (coalesced), as one cp.async group. A chunk holding a byte of the rows cannot cross a
+// page, but past the tensor's last row it could leave the allocation: that one is bytewise.
+__device__ __forceinline__ void stage_group(const Params& p, const Group& gr, uint8_t* buf) {
+  const uint8_t* end = gr.start + gr.n * p.row_bytes;
+  const uint8_t* a0 =
+      reinterpret_cast<const uint8_t*>(reinterpret_cast<uintptr_t>(gr.start) & ~uintptr_t{15});
+  const int n_chunks = static_cast<int>((end - a0 + 15) / 16);
+  const bool tensor_end = gr.first + gr.n == p.rows[gr.seg];
+  for (int c = threadIdx.x; c < n_chunks; c += kThreads) {
+    const uint8_t* src = a0 + 16 * c;
+    if (tensor_end && src + 16 > end) {
+      for (int b = 0; b < 16; ++b) buf[16 * c + b] = src + b < end ? src[b] : 0;
+    } else {
+      cp_async16(buf + 16 * c, src);
+    }
+  }
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+// One wave of thread blocks; block b takes groups b, b + gridDim.x, ... The next group's bytes
+// are copied while the current one is computed (two buffers). The first copy is issued before
+// the PDL wait: weights are never written, so it overlaps the previous kernel's tail.
 template <typename B>
 __global__ void __launch_bounds__(kThreads, 4) matvec_split_kernel(const Params p) {
   extern __shared__ uint4 smem[];
@@ -61,38 +105,13 @@ __global__ void __launch_bounds__(kThreads, 4) matvec_split_kernel(const Params 
   const int tid = threadIdx.x;
   const int nb = p.n_blocks;
   auto* a_s = reinterpret_cast<numerics::ActBlock*>(smem);
-  uint8_t* w_s = reinterpret_cast<uint8_t*>(smem) + p.act_bytes;
-  float* part = reinterpret_cast<float*>(w_s + p.w_bytes);
+  uint8_t* w_s = reinterpret_cast<uint8_t*>(smem) + p.act_bytes;  // two buffers of w_bytes
+  float* part = reinterpret_cast<float*>(w_s + 2 * p.w_bytes);
+  const int64_t n_groups = p.group_end[p.n_segments - 1];
 
-  // This block's rows: [first, first + n_rows) of segment seg.
-  const int64_t g = blockIdx.x;
-  int seg = 0;
-  while (seg + 1 < p.n_segments && g >= p.group_end[seg]) ++seg;
-  const int64_t first = (g - (seg == 0 ? 0 : p.group_end[seg - 1])) * p.group_rows;
-  const int64_t left = p.rows[seg] - first;
-  const int n_rows = static_cast<int>(left < p.group_rows ? left : p.group_rows);
-  const uint8_t* w = p.w[seg] + first * p.row_bytes;
-
-  // The rows' bytes into shared memory, 16-byte chunks of their aligned cover, one chunk per
-  // thread in turn (coalesced). Weights are never written, so this starts before the PDL wait
-  // and overlaps the previous kernel's tail. A chunk holding a byte of the rows cannot cross a
-  // page, but past the tensor's last row it could leave the allocation: that one is bytewise.
-  // (Decoding straight from global memory, the first version, issues the formats' 2- and
-  // 4-byte loads of neighbouring sub-blocks: several cache lines per warp instruction.)
-  const uint8_t* end = w + n_rows * p.row_bytes;
-  const uint8_t* a0 =
-      reinterpret_cast<const uint8_t*>(reinterpret_cast<uintptr_t>(w) & ~uintptr_t{15});
-  const int n_chunks = static_cast<int>((end - a0 + 15) / 16);
-  const bool tensor_end = first + n_rows == p.rows[seg];
-  for (int c = tid; c < n_chunks; c += kThreads) {
-    const uint8_t* src = a0 + 16 * c;
-    if (tensor_end && src + 16 > end) {
-      for (int b = 0; b < 16; ++b) w_s[16 * c + b] = src + b < end ? src[b] : 0;
-    } else {
-      cp_async16(w_s + 16 * c, src);
-    }
-  }
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
+  int64_t g = blockIdx.x;
+  Group cur = locate(p, g);
+  stage_group(p, cur, w_s);
 
   pdl_wait();  // the activation blocks come from the previous kernel
   {
@@ -101,35 +120,50 @@ __global__ void __launch_bounds__(kThreads, 4) matvec_split_kernel(const Params 
     const int n_words = nb * static_cast<int>(sizeof(numerics::ActBlock) / 4);
     for (int i = tid; i < n_words; i += kThreads) as[i] = xs[i];
   }
-  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-  __syncthreads();
 
-  const uint8_t* rows = w_s + (reinterpret_cast<uintptr_t>(w) & 15);
-  for (int it = tid; it < n_rows * nb; it += kThreads) {
-    const int i = it / nb, j = it - i * nb;
-    part[i * p.part_stride + j] = B::partial(B::load(rows + i * p.row_bytes, j), a_s[j]);
-  }
-  __syncthreads();
-
-  if (tid < n_rows) {  // thread i: row first + i, the spec's sequential sum from 0.0f in j order
-    const float* pi = part + tid * p.part_stride;
-    float acc = 0.0f;
-    // Eight loads issued together, then their eight adds in order.
-    int j = 0;
-    for (; j + 8 <= nb; j += 8) {
-      float v[8];
-#pragma unroll
-      for (int k = 0; k < 8; ++k) v[k] = pi[j + k];
-#pragma unroll
-      for (int k = 0; k < 8; ++k) acc = acc + v[k];
+  for (int k = 0; g < n_groups; ++k, g += gridDim.x) {
+    uint8_t* buf = w_s + (k & 1) * p.w_bytes;
+    const bool has_next = g + gridDim.x < n_groups;
+    Group next{};
+    if (has_next) {  // its buffer was last read before the previous iteration's second barrier
+      next = locate(p, g + gridDim.x);
+      stage_group(p, next, w_s + ((k + 1) & 1) * p.w_bytes);
+      asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+    } else {
+      asm volatile("cp.async.wait_group 0;\n" ::: "memory");
     }
-    for (; j < nb; ++j) acc = acc + pi[j];
-    const int64_t r = first + tid;
-    float* o = p.out[seg] + r;
-    float y = acc;
-    if (p.bias[seg]) y = y + p.bias[seg][r];
-    if (p.acc_mask >> seg & 1) y = *o + y;
-    *o = y;
+    // Every thread's chunks of this group have landed; also: the previous group's sums have
+    // read every partial, so they can be overwritten.
+    __syncthreads();
+
+    const uint8_t* rows = buf + (reinterpret_cast<uintptr_t>(cur.start) & 15);
+    for (int it = tid; it < cur.n * nb; it += kThreads) {
+      const int i = it / nb, j = it - i * nb;
+      part[i * p.part_stride + j] = B::partial(B::load(rows + i * p.row_bytes, j), a_s[j]);
+    }
+    __syncthreads();
+
+    if (tid < cur.n) {  // thread i: row first + i, the spec's sequential sum from 0.0f in j order
+      const float* pi = part + tid * p.part_stride;
+      float acc = 0.0f;
+      // Eight loads issued together, then their eight adds in order.
+      int j = 0;
+      for (; j + 8 <= nb; j += 8) {
+        float v[8];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) v[e] = pi[j + e];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc = acc + v[e];
+      }
+      for (; j < nb; ++j) acc = acc + pi[j];
+      const int64_t r = cur.first + tid;
+      float* o = p.out[cur.seg] + r;
+      float y = acc;
+      if (p.bias[cur.seg]) y = y + p.bias[cur.seg][r];
+      if (p.acc_mask >> cur.seg & 1) y = *o + y;
+      *o = y;
+    }
+    cur = next;
   }
 }
 
@@ -137,18 +171,45 @@ int round16(int64_t v) {
   return static_cast<int>((v + 15) & ~int64_t{15});
 }
 
+int sm_count() {
+  static const int n = [] {
+    int dev = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    return device_info(dev).sm_count;
+  }();
+  return n;
+}
+
+// Resident thread blocks per SM for a shared-memory size, asked once per (format, size).
 template <typename B>
-void launch(const Params& p, int64_t grid, cudaStream_t stream) {
-  const int smem = p.act_bytes + p.w_bytes + p.group_rows * p.part_stride * 4;  // <= 48 KB
+int blocks_per_sm(int smem) {
+  static std::mutex mutex;
+  static std::unordered_map<int, int> cache;
+  const std::lock_guard<std::mutex> lock(mutex);
+  auto it = cache.find(smem);
+  if (it != cache.end()) return it->second;
+  int per_sm = 0;
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, matvec_split_kernel<B>,
+                                                           kThreads, smem));
+  cache.emplace(smem, per_sm);
+  return per_sm;
+}
+
+template <typename B>
+void launch(const Params& p, int64_t groups, cudaStream_t stream) {
+  const int smem = p.act_bytes + 2 * p.w_bytes + p.group_rows * p.part_stride * 4;  // <= 48 KB
+  const int per_sm = blocks_per_sm<B>(smem);
+  if (per_sm < 1) throw Error("cuda matvec_split: a thread block does not fit on an SM");
+  const int64_t grid = std::min<int64_t>(groups, static_cast<int64_t>(per_sm) * sm_count());
   launch_pdl(matvec_split_kernel<B>, dim3(static_cast<unsigned>(grid)), dim3(kThreads), smem,
              stream, p);
 }
 
-// Shared memory of a block: activation blocks, R rows of weights (+16 for the alignment
-// shift), R rows of partials.
+// Shared memory of a block: activation blocks, two buffers of R rows of weights (+16 for the
+// alignment shift), R rows of partials.
 int64_t smem_bytes(int64_t n_blocks, int64_t row_bytes, int rows) {
   return round16(n_blocks * static_cast<int64_t>(sizeof(numerics::ActBlock))) +
-         round16(rows * row_bytes + 16) + rows * (n_blocks | 1) * 4;
+         2 * round16(rows * row_bytes + 16) + rows * (n_blocks | 1) * 4;
 }
 
 // Rows per thread block: about kBlocksPerThread 32-blocks per thread, fewer where shared memory
