@@ -83,19 +83,9 @@ RESIDENT_HD uint16_t load_u16(const uint8_t* p) {
 #endif
 }
 
-// 32-bit little-endian word at a 2-byte aligned address. On the device: the aligned word, or
-// two aligned words joined by a funnel shift. The formats read 8 consecutive words this way, so
-// neighbouring calls share their loads (9 word loads instead of 16 halfword loads); the second
-// word is only read when the address is not 4-byte aligned, i.e. when it holds wanted bytes.
+// 32-bit little-endian word at a 2-byte aligned address.
 RESIDENT_HD uint32_t load_u32_a2(const uint8_t* p) {
-#if defined(__CUDA_ARCH__)
-  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  const uint32_t* w = reinterpret_cast<const uint32_t*>(a & ~uintptr_t{3});
-  if ((a & 3) == 0) return w[0];
-  return __funnelshift_r(w[0], w[1], 16);
-#else
   return static_cast<uint32_t>(load_u16(p)) | (static_cast<uint32_t>(load_u16(p + 2)) << 16);
-#endif
 }
 
 // 32-bit word at a 4-byte aligned address.
