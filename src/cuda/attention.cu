@@ -6,8 +6,12 @@
 //      denominator and for every output dimension d;
 //   3. combine: chunk results added in chunk order from 0.0f, then one division.
 // Chunks beyond the live positions exit at once, so a grid sized for n_ctx costs little.
+// Prefill passes run passes 1 and 2 tiled over query tokens (scores_tiled_kernel,
+// chunk_sums_tiled_kernel: K/V read once per tile of tokens and group of q heads; same bits);
+// RESIDENT_CUDA_LEGACY=attn_tile selects the untiled kernels.
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -325,6 +329,202 @@ __global__ void combine_kernel(const int* __restrict__ pos, Dims d,
   }
 }
 
+// Prefill: passes 1 and 2 tiled over query tokens. The passes above read a chunk's K (or V)
+// rows once per (query token, head); with a 512-token prompt that is ~0.8 GB of L2 reads per
+// layer and pass. Here a block owns (chunk c, kv head g, a tile of up to 8 query tokens): each
+// thread loads its K row (pass 1) or its 8 positions' V slices (pass 2) into registers once and
+// walks every query of the tile (the tile's tokens x the group's q heads), doing for each
+// exactly the per-(query, position) work of scores_kernel / chunk_sums_kernel: the same floats
+// in the same order, so the same bits.
+constexpr int kTileTokens = 8;
+constexpr int kTileFloats = 8192;  // q vectors of one tile in shared memory (32 KB)
+constexpr int kTileMaxQueries = 128;
+
+inline int tile_tokens(int group, int head_dim) {
+  return std::clamp(kTileFloats / (group * head_dim), 1, kTileTokens);
+}
+
+template <int E>  // head_dim = 32 * E
+__global__ void __launch_bounds__(256, 2)
+    scores_tiled_kernel(const float* __restrict__ q, const uint16_t* __restrict__ k_cache,
+                        const int* __restrict__ pos, Dims d, int n_tokens, int tq, float* scores,
+                        float* chunk_max) {
+  constexpr int kHd = 32 * E;
+  pdl_trigger();
+  pdl_wait();
+  const int c = blockIdx.x, g = blockIdx.y, tok0 = blockIdx.z * tq;
+  const int n_tok = min(tq, n_tokens - tok0);
+  const int p0 = *pos;
+  const int n_pos_last = p0 + tok0 + n_tok;  // positions the tile's last token sees
+  if (c * kAttnChunk >= n_pos_last) return;
+  __shared__ float qs[kTileFloats];  // query qi = tok_local * group + head_local
+  __shared__ float warp_max[kTileMaxQueries][kAttnChunk / 32];
+  const int nq = n_tok * d.group;
+  for (int i = threadIdx.x; i < nq * kHd; i += blockDim.x) {
+    const int qi = i / kHd, dim = i % kHd;
+    const int tok = tok0 + qi / d.group, h = g * d.group + qi % d.group;
+    qs[i] = q[(static_cast<int64_t>(tok) * d.n_heads + h) * kHd + dim];
+  }
+  const int t = c * kAttnChunk + threadIdx.x;
+  uint4 kraw[4 * E];  // this thread's K row (position t), read once for every query
+  if (t < n_pos_last) {
+    const uint4* kt =
+        reinterpret_cast<const uint4*>(k_cache + g * kHd + static_cast<int64_t>(t) * d.kv_stride);
+#pragma unroll
+    for (int u = 0; u < 4 * E; ++u) kraw[u] = kt[u];
+  }
+  __syncthreads();
+
+  for (int qi = 0; qi < nq; ++qi) {
+    const int tok = tok0 + qi / d.group, h = g * d.group + qi % d.group;
+    const int n_pos = p0 + tok + 1;
+    if (c * kAttnChunk >= n_pos) continue;  // uniform across the block
+    const int64_t th = static_cast<int64_t>(tok) * d.n_heads + h;
+    const float* qv = qs + qi * kHd;
+    float best = -INFINITY;  // NaN scores are left out of the max, as in the CPU scan
+    if (t < n_pos) {
+      float p[32];
+#pragma unroll
+      for (int e = 0; e < E; ++e) {
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+          const __half2* hp = reinterpret_cast<const __half2*>(&kraw[4 * e + u]);
+#pragma unroll
+          for (int w = 0; w < 4; ++w) {
+            const float2 kf = __half22float2(hp[w]);  // exact
+            const int l = 8 * u + 2 * w;
+            const float a = qv[32 * e + l] * kf.x, b = qv[32 * e + l + 1] * kf.y;
+            p[l] = e == 0 ? a : p[l] + a;
+            p[l + 1] = e == 0 ? b : p[l + 1] + b;
+          }
+        }
+      }
+#pragma unroll
+      for (int lvl = 4; lvl >= 0; --lvl)  // s = 16, 8, 4, 2, 1
+#pragma unroll
+        for (int l = 0; l < (1 << lvl); ++l) p[l] = p[l] + p[l + (1 << lvl)];
+      const float sc = p[0] * d.kq_scale;
+      scores[th * d.n_ctx + t] = sc;
+      if (sc == sc) best = sc;
+    }
+    for (int s = 16; s >= 1; s /= 2) {  // max: exact whatever the order
+      const float o = __shfl_xor_sync(kFull, best, s);
+      best = o > best ? o : best;
+    }
+    if (threadIdx.x % 32 == 0) warp_max[qi][threadIdx.x / 32] = best;
+  }
+  __syncthreads();
+  for (int qi = threadIdx.x; qi < nq; qi += blockDim.x) {
+    const int tok = tok0 + qi / d.group, h = g * d.group + qi % d.group;
+    if (c * kAttnChunk >= p0 + tok + 1) continue;
+    float m = warp_max[qi][0];
+    for (int w = 1; w < kAttnChunk / 32; ++w) m = warp_max[qi][w] > m ? warp_max[qi][w] : m;
+    chunk_max[(static_cast<int64_t>(tok) * d.n_heads + h) * d.n_chunks + c] = m;
+  }
+}
+
+template <int E>
+__global__ void __launch_bounds__(256, 2)
+    chunk_sums_tiled_kernel(const uint16_t* __restrict__ v_cache, const int* __restrict__ pos,
+                            Dims d, int n_tokens, int tq, const float* __restrict__ scores,
+                            const float* __restrict__ chunk_max, float* chunk_den,
+                            float* chunk_val) {
+  constexpr int kHd = 32 * E, kDims = 4 * E;
+  pdl_trigger();
+  pdl_wait();
+  const int c = blockIdx.x, g = blockIdx.y, tok0 = blockIdx.z * tq;
+  const int n_tok = min(tq, n_tokens - tok0);
+  const int p0 = *pos;
+  const int n_pos_last = p0 + tok0 + n_tok;
+  if (c * kAttnChunk >= n_pos_last) return;
+  __shared__ float e_s[kAttnChunk];
+  __shared__ float part[32][kHd + 1];
+  __shared__ float m_shared;
+
+  // Thread (l, gd) owns the lane partials (l, dim) for the 4E dims gd * 4E ..; its 8 positions'
+  // V slices are read once (rows past the tile's last position read that row: never added).
+  const int l = threadIdx.x / 8, gd = threadIdx.x % 8;
+  const uint16_t* vh = v_cache + g * kHd + gd * kDims;
+  uint2 raw[8][E];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    int t = c * kAttnChunk + l + 32 * i;
+    t = t < n_pos_last ? t : n_pos_last - 1;
+    const uint2* vr = reinterpret_cast<const uint2*>(vh + static_cast<int64_t>(t) * d.kv_stride);
+#pragma unroll
+    for (int u = 0; u < E; ++u) raw[i][u] = vr[u];
+  }
+
+  const int nq = n_tok * d.group;
+  for (int qi = 0; qi < nq; ++qi) {
+    const int tok = tok0 + qi / d.group, h = g * d.group + qi % d.group;
+    const int n_pos = p0 + tok + 1;
+    if (c * kAttnChunk >= n_pos) continue;  // uniform across the block
+    const int live_chunks = (n_pos + kAttnChunk - 1) / kAttnChunk;
+    const int64_t th = static_cast<int64_t>(tok) * d.n_heads + h;
+    if (threadIdx.x == 0) {
+      float m = -INFINITY;
+      for (int i = 0; i < live_chunks; ++i) {
+        const float x = chunk_max[th * d.n_chunks + i];
+        m = x > m ? x : m;
+      }
+      m_shared = m;
+    }
+    __syncthreads();
+    const float m = m_shared;
+    {
+      const int t = c * kAttnChunk + threadIdx.x;
+      e_s[threadIdx.x] = t < n_pos ? numerics::exp_canonical(scores[th * d.n_ctx + t] - m) : 0.0f;
+    }
+    __syncthreads();
+
+    if (threadIdx.x < 32) {  // denominator: lane l sums t = 256c + l + 32i in i order
+      float acc = 0.0f;
+      for (int i = 0; i < 8; ++i)
+        if (c * kAttnChunk + threadIdx.x + 32 * i < n_pos) acc = acc + e_s[threadIdx.x + 32 * i];
+      acc = lane_tree(acc);
+      if (threadIdx.x == 0) chunk_den[th * d.n_chunks + c] = acc;
+    }
+    float acc[kDims];
+#pragma unroll
+    for (int k = 0; k < kDims; ++k) acc[k] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      if (c * kAttnChunk + l + 32 * i < n_pos) {
+        const float ei = e_s[l + 32 * i];
+#pragma unroll
+        for (int u = 0; u < E; ++u) {
+          const __half2* hp = reinterpret_cast<const __half2*>(&raw[i][u]);
+          const float2 v0 = __half22float2(hp[0]), v1 = __half22float2(hp[1]);
+          acc[4 * u + 0] = acc[4 * u + 0] + ei * v0.x;
+          acc[4 * u + 1] = acc[4 * u + 1] + ei * v0.y;
+          acc[4 * u + 2] = acc[4 * u + 2] + ei * v1.x;
+          acc[4 * u + 3] = acc[4 * u + 3] + ei * v1.y;
+        }
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < kDims; ++k) part[l][gd * kDims + k] = acc[k];
+    __syncthreads();
+    for (int dim = threadIdx.x; dim < kHd; dim += blockDim.x) {  // the tree over l, per dim
+      for (int s = 16; s >= 1; s /= 2)
+        for (int i = 0; i < s; ++i) part[i][dim] = part[i][dim] + part[i + s][dim];
+      chunk_val[(th * d.n_chunks + c) * kHd + dim] = part[0][dim];
+    }
+    __syncthreads();  // e_s, part and m_shared are reused by the next query
+  }
+}
+
+template <int E>
+void launch_tiled(const AttentionArgs& a, const AttentionScratch& s, Dims d, cudaStream_t stream) {
+  const int tq = tile_tokens(d.group, d.head_dim);
+  const dim3 grid(attention_chunks(a.max_positions), a.n_kv_heads, (a.n_tokens + tq - 1) / tq);
+  launch_pdl(scores_tiled_kernel<E>, grid, dim3(256), 0, stream, a.q, a.k_cache, a.pos, d,
+             a.n_tokens, tq, s.scores, s.chunk_max);
+  launch_pdl(chunk_sums_tiled_kernel<E>, grid, dim3(256), 0, stream, a.v_cache, a.pos, d,
+             a.n_tokens, tq, s.scores, s.chunk_max, s.chunk_den, s.chunk_val);
+}
+
 template <int E>
 void launch_fast(const AttentionArgs& a, const AttentionScratch& s, Dims d, dim3 grid,
                  cudaStream_t stream) {
@@ -366,7 +566,16 @@ void attention(const AttentionArgs& a, const AttentionScratch& s, cudaStream_t s
   const bool aligned = a.kv_stride % 8 == 0 && reinterpret_cast<uintptr_t>(a.k_cache) % 16 == 0 &&
                        reinterpret_cast<uintptr_t>(a.v_cache) % 16 == 0;
   static const bool legacy = use_legacy("attn");
-  if (legacy || !aligned) {
+  static const bool untiled = use_legacy("attn_tile");
+  const bool tiled = a.n_tokens > 1 && (a.head_dim == 64 || a.head_dim == 128) &&
+                     d.group * a.head_dim <= kTileFloats &&
+                     d.group * tile_tokens(d.group, a.head_dim) <= kTileMaxQueries;
+  if (!legacy && aligned && tiled && !untiled) {
+    if (a.head_dim == 64)
+      launch_tiled<2>(a, s, d, stream);
+    else
+      launch_tiled<4>(a, s, d, stream);
+  } else if (legacy || !aligned) {
     scores_legacy_kernel<<<grid, 256, 0, stream>>>(a.q, a.k_cache, a.pos, d, s.scores, s.chunk_max);
     CUDA_CHECK_LAUNCH();
     chunk_sums_legacy_kernel<<<grid, 256, 0, stream>>>(a.v_cache, a.pos, d, s.scores, s.chunk_max,

@@ -399,6 +399,10 @@ TEST(CudaKernels, AttentionMatchesCpu) {
   check_attention(rng, 12, 2, 128, 1024, 250, 9);    // prefill: tokens straddle a chunk edge
   check_attention(rng, 4, 4, 64, 512, 300, 2);       // no grouping, head_dim 64
   check_attention(rng, 8, 2, 256, 600, 599 - 3, 4);  // head_dim 256, up to the last position
+  // Prefill passes tiled over query tokens (tiles of 8): a long pass from position 0, and the
+  // 0.5B's shape (groups of 7 q heads, head_dim 64) at depth with a ragged last tile.
+  check_attention(rng, 12, 2, 128, 1024, 0, 100);
+  check_attention(rng, 14, 2, 64, 1024, 500, 37);
 }
 
 TEST(CudaKernels, SwigluAndAddsMatchCpu) {
