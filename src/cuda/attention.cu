@@ -340,6 +340,16 @@ constexpr int kTileTokens = 8;
 constexpr int kTileFloats = 8192;  // q vectors of one tile in shared memory (32 KB)
 constexpr int kTileMaxQueries = 128;
 
+int sm_count() {
+  static const int n = [] {
+    int dev = 0, count = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev));
+    return count;
+  }();
+  return n;
+}
+
 inline int tile_tokens(int group, int head_dim) {
   return std::clamp(kTileFloats / (group * head_dim), 1, kTileTokens);
 }
@@ -567,10 +577,17 @@ void attention(const AttentionArgs& a, const AttentionScratch& s, cudaStream_t s
                        reinterpret_cast<uintptr_t>(a.v_cache) % 16 == 0;
   static const bool legacy = use_legacy("attn");
   static const bool untiled = use_legacy("attn_tile");
-  const bool tiled = a.n_tokens > 1 && (a.head_dim == 64 || a.head_dim == 128) &&
-                     d.group * a.head_dim <= kTileFloats &&
-                     d.group * tile_tokens(d.group, a.head_dim) <= kTileMaxQueries;
-  if (!legacy && aligned && tiled && !untiled) {
+  const bool tileable = a.n_tokens > 1 && (a.head_dim == 64 || a.head_dim == 128) &&
+                        d.group * a.head_dim <= kTileFloats &&
+                        d.group * tile_tokens(d.group, a.head_dim) <= kTileMaxQueries;
+  // Measured (H200, synthetic Qwen2.5-1.5B, docs/perf.md): tiled pp512 @ d4096 4,315 vs 3,527
+  // tok/s, but pp512 from position 0 16,417 vs 17,631 (256 tiled blocks: too few for 132 SMs).
+  const int64_t tiled_blocks =
+      static_cast<int64_t>(attention_chunks(a.max_positions)) * a.n_kv_heads *
+      ((a.n_tokens + tile_tokens(d.group, a.head_dim) - 1) / tile_tokens(d.group, a.head_dim));
+  const bool tiled =
+      a.tile == 1 || (a.tile == -1 && tiled_blocks >= 4 * static_cast<int64_t>(sm_count()));
+  if (!legacy && aligned && tileable && tiled && !untiled) {
     if (a.head_dim == 64)
       launch_tiled<2>(a, s, d, stream);
     else

@@ -49,6 +49,10 @@ struct AttentionArgs {
   // Optional: out quantized for the next matmul, (n_tokens, n_heads * head_dim / 32) blocks,
   // bit-identical to quantize_activations(out) (fused into the combine pass).
   numerics::ActBlock* out_q = nullptr;
+  // Prefill passes tiled over query tokens (attention.cu): -1 when the grid has enough blocks
+  // (>= 4 per SM: long contexts; a short prompt from position 0 runs faster untiled), 0 never,
+  // 1 always (tests run both). Same bits either way.
+  int tile = -1;
 };
 
 void attention(const AttentionArgs& args, const AttentionScratch& scratch, cudaStream_t stream);

@@ -367,25 +367,31 @@ void check_attention(std::mt19937_64& rng, int n_heads, int n_kv_heads, int head
   auto dq = upload(q);
   auto dk = upload(kc), dv = upload(vc);
   auto dpos = upload(std::vector<int>{pos0});
-  const AttentionScratchSizes sz = attention_scratch_sizes(n_tokens, n_heads, n_ctx, head_dim);
-  auto s_scores = poisoned<float>(sz.scores), s_max = poisoned<float>(sz.chunk_max);
-  auto s_den = poisoned<float>(sz.chunk_den), s_val = poisoned<float>(sz.chunk_val);
-  AttentionScratch scratch_d{s_scores.get(), s_max.get(), s_den.get(), s_val.get(),
-                             n_tokens,       n_heads,     n_ctx,       head_dim};
-  auto dout = poisoned<float>(cpu.size());
-  auto dout_q = poisoned<ActBlock>(cpu.size() / 32);
   std::vector<ActBlock> cpu_q(cpu.size() / 32);
   quant::quantize_activations(cpu.data(), cpu_q.data(), static_cast<int64_t>(cpu.size()));
-  AttentionArgs a;
-  a.q = dq.get(), a.k_cache = dk.get(), a.v_cache = dv.get();
-  a.n_heads = n_heads, a.n_kv_heads = n_kv_heads, a.head_dim = head_dim, a.kv_stride = kvd;
-  a.kq_scale = kq_scale, a.pos = dpos.get(), a.n_tokens = n_tokens;
-  a.max_positions = n_ctx;  // as in the decode graph: grid for the whole context
-  a.out = dout.get();
-  a.out_q = dout_q.get();  // the fused quantization for the output projection
-  attention(a, scratch_d, nullptr);
-  EXPECT_TRUE(same_bits(download(dout), cpu, "attention"));
-  EXPECT_TRUE(same_bits(download(dout_q), cpu_q, "attention output blocks"));
+  // Prefill: the untiled and the tiled passes, each against the CPU.
+  for (int tile : n_tokens > 1 ? std::vector<int>{0, 1} : std::vector<int>{-1}) {
+    SCOPED_TRACE("tile " + std::to_string(tile));
+    // Fresh poisoned scratch: nothing one variant wrote can stand in for the other's.
+    const AttentionScratchSizes sz = attention_scratch_sizes(n_tokens, n_heads, n_ctx, head_dim);
+    auto s_scores = poisoned<float>(sz.scores), s_max = poisoned<float>(sz.chunk_max);
+    auto s_den = poisoned<float>(sz.chunk_den), s_val = poisoned<float>(sz.chunk_val);
+    AttentionScratch scratch_d{s_scores.get(), s_max.get(), s_den.get(), s_val.get(),
+                               n_tokens,       n_heads,     n_ctx,       head_dim};
+    auto dout = poisoned<float>(cpu.size());
+    auto dout_q = poisoned<ActBlock>(cpu.size() / 32);
+    AttentionArgs a;
+    a.q = dq.get(), a.k_cache = dk.get(), a.v_cache = dv.get();
+    a.n_heads = n_heads, a.n_kv_heads = n_kv_heads, a.head_dim = head_dim, a.kv_stride = kvd;
+    a.kq_scale = kq_scale, a.pos = dpos.get(), a.n_tokens = n_tokens;
+    a.max_positions = n_ctx;  // as in the decode graph: grid for the whole context
+    a.out = dout.get();
+    a.out_q = dout_q.get();  // the fused quantization for the output projection
+    a.tile = tile;
+    attention(a, scratch_d, nullptr);
+    EXPECT_TRUE(same_bits(download(dout), cpu, "attention"));
+    EXPECT_TRUE(same_bits(download(dout_q), cpu_q, "attention output blocks"));
+  }
 }
 
 TEST(CudaKernels, AttentionMatchesCpu) {
