@@ -7,7 +7,7 @@
 #include "cuda/forward.cuh"
 #include "cuda/legacy_switch.h"
 #include "cuda/matvec.cuh"
-#include "cuda/matvec_split.cuh"
+#include "cuda/matvec_decode.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/quantize_act.cuh"
 #include "cuda/rmsnorm.cuh"
@@ -36,8 +36,9 @@ void matmul(const DeviceTensor& w, const float* x, const numerics::ActBlock* xq,
   matvec(a, stream);
 }
 
-// Decode (one token): matrices that read the same activations go through one streamed launch
-// per run of equal weight types (q/k/v are often Q4_K/Q4_K/Q6_K: two launches; gate/up: one).
+// Decode (one token): matrices that read the same activations go through one matvec_decode
+// launch per run of equal weight types (q/k/v are often Q4_K/Q4_K/Q6_K: two launches; gate/up:
+// one).
 struct Projection {
   const DeviceTensor* w;
   float* out;
@@ -46,22 +47,22 @@ struct Projection {
 template <size_t N>
 void matmul_shared_input(const Projection (&ps)[N], const float* x, const numerics::ActBlock* xq,
                          int n_tokens, cudaStream_t s) {
-  static const bool legacy = use_legacy("stream");
+  static const bool legacy = use_legacy("decode");
   const DeviceTensor& w0 = *ps[0].w;
-  bool streamable = n_tokens == 1 && !legacy;
+  bool shared = n_tokens == 1 && !legacy;
   for (const Projection& p : ps)
-    streamable = streamable && p.w->row_length == w0.row_length &&
-                 matvec_decode_supported(p.w->type, p.w->row_length);
-  if (!streamable) {
+    shared = shared && p.w->row_length == w0.row_length &&
+             matvec_decode_supported(p.w->type, p.w->row_length);
+  if (!shared) {
     for (const Projection& p : ps) matmul(*p.w, x, xq, n_tokens, p.out, s, p.bias);
     return;
   }
   for (size_t i = 0; i < N;) {
-    MatvecStreamArgs a;
+    MatvecDecodeArgs a;
     a.type = ps[i].w->type;
     a.n = w0.row_length;
     a.xq = xq;
-    for (; i < N && ps[i].w->type == a.type && a.n_segments < kMaxStreamSegments; ++i)
+    for (; i < N && ps[i].w->type == a.type && a.n_segments < kMaxDecodeSegments; ++i)
       a.seg[a.n_segments++] = {ps[i].w->data, ps[i].w->rows, ps[i].out, ps[i].bias, false};
     matvec_decode(a, s);
   }

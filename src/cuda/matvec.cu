@@ -11,7 +11,7 @@
 #include "cuda/legacy_switch.h"
 #include "cuda/matmul_mma.cuh"
 #include "cuda/matvec.cuh"
-#include "cuda/matvec_split.cuh"
+#include "cuda/matvec_decode.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/quant_blocks.h"
 #include "quant/quant.h"
@@ -163,11 +163,11 @@ void launch(const MatvecArgs& a, int64_t row_bytes, cudaStream_t stream) {
   // Decode: the staged kernel where its shared memory fits. Else one token per warp. Batches: 8
   // tokens share each decoded weight block.
   static const bool legacy = use_legacy("matvec");
-  static const bool legacy_stream = use_legacy("stream");
+  static const bool legacy_decode = use_legacy("decode");
   if constexpr (B::kInt8) {
-    // Decode: matvec_split.cu (or matvec_stream.cu) unless switched off for an A/B run.
-    if (a.n_tokens == 1 && !legacy && !legacy_stream && matvec_decode_supported(a.type, a.n)) {
-      MatvecStreamArgs s;
+    // Decode: matvec_decode.cu unless switched off for an A/B run.
+    if (a.n_tokens == 1 && !legacy && !legacy_decode && matvec_decode_supported(a.type, a.n)) {
+      MatvecDecodeArgs s;
       s.type = a.type;
       s.n = a.n;
       s.xq = a.xq;

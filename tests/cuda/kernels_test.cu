@@ -15,8 +15,7 @@
 #include "cuda/elementwise.cuh"
 #include "cuda/embed.cuh"
 #include "cuda/matvec.cuh"
-#include "cuda/matvec_split.cuh"
-#include "cuda/matvec_stream.cuh"
+#include "cuda/matvec_decode.cuh"
 #include "cuda/quantize_act.cuh"
 #include "cuda/rmsnorm.cuh"
 #include "cuda/rope_kv.cuh"
@@ -169,7 +168,7 @@ TEST(CudaKernels, MatvecBiasAndResidualEpilogues) {
   check_matvec(rng, {Type::F16, 1536, 1536, 11}, false, true);
 }
 
-// One decode launch (matvec_stream, matvec_split) over several matrices that share the input
+// One matvec_decode launch over several matrices that share the input
 // (q/k/v, gate/up), each with its own rows, output, bias and epilogue: every segment equals its own
 // CPU matmul.
 TEST(CudaKernels, MatvecDecodeSegmentsMatchCpu) {
@@ -189,7 +188,7 @@ TEST(CudaKernels, MatvecDecodeSegmentsMatchCpu) {
       std::vector<ActBlock> xq(n / 32);
       quant::quantize_activations(x.data(), xq.data(), n);
       auto dxq = upload(xq);
-      MatvecStreamArgs a;
+      MatvecDecodeArgs a;
       a.type = type;
       a.n = n;
       a.xq = dxq.get();
@@ -213,21 +212,15 @@ TEST(CudaKernels, MatvecDecodeSegmentsMatchCpu) {
         a.seg[a.n_segments++] = {dw.back().get(), g.rows, dout.back().get(),
                                  g.bias ? dbias.back().get() : nullptr, g.accumulate};
       }
-      // Both decode kernels over the same segments (outputs reset in between).
-      for (auto* kernel : {&matvec_stream, &matvec_split}) {
-        SCOPED_TRACE(kernel == &matvec_stream ? "matvec_stream" : "matvec_split");
-        for (size_t i = 0; i < segs.size(); ++i) {
-          if (segs[i].accumulate) {
-            CUDA_CHECK(cudaMemcpy(dout[i].get(), prior[i].data(), segs[i].rows * sizeof(float),
-                                  cudaMemcpyHostToDevice));
-          } else {
-            CUDA_CHECK(cudaMemset(dout[i].get(), 0xff, segs[i].rows * sizeof(float)));  // NaN
-          }
-        }
-        (*kernel)(a, nullptr);
-        for (size_t i = 0; i < segs.size(); ++i)
-          EXPECT_TRUE(same_bits(download(dout[i]), want[i], "segment " + std::to_string(i)));
+      // Outputs: NaN, or the prior values the accumulating segments add to.
+      for (size_t i = 0; i < segs.size(); ++i) {
+        if (segs[i].accumulate)
+          CUDA_CHECK(cudaMemcpy(dout[i].get(), prior[i].data(), segs[i].rows * sizeof(float),
+                                cudaMemcpyHostToDevice));
       }
+      matvec_decode(a, nullptr);
+      for (size_t i = 0; i < segs.size(); ++i)
+        EXPECT_TRUE(same_bits(download(dout[i]), want[i], "segment " + std::to_string(i)));
     }
   }
 }

@@ -1,10 +1,11 @@
-// Decode matvec, rows split over a whole thread block (docs/perf.md, "CUDA decode, round 3").
+// Decode matvec: each row's 32-blocks split over a thread block (docs/perf.md, "CUDA decode,
+// round 3").
 //
-// Why: timing probes inside the real decode graph (RESIDENT_DECODE_PROBE) put the streamed
-// matvec (matvec_stream.cu) at 15 us for the down projection (11.3 MB) and 11 us for gate+up
-// (15.5 MB), 3-4x its DRAM time, while a kernel boundary costs only ~0.1 us. The streamed kernel
-// gives each lane a whole k-quant storage block (8 sub-blocks) and each warp its own rows, so a
-// step is a few long per-lane chains on ~12 warps per SM (shared memory bounds occupancy).
+// Why: timing probes inside the real decode graph (RESIDENT_DECODE_PROBE) put the previous
+// decode kernel (a weight stream, one k-quant storage block per lane and a few rows per warp; in
+// git history as matvec_stream.cu) at 15 us for the down projection (11.3 MB) and 11 us for
+// gate+up (15.5 MB), 3-4x their DRAM time, while a kernel boundary costs only ~0.1 us: long
+// per-lane chains on few warps per SM.
 //
 // Here rows form groups of R consecutive rows of one matrix (R * n/32 ~ 3 blocks of 32 per
 // thread), and one wave of 256-thread blocks takes the groups in turn. A block copies a group's
@@ -22,8 +23,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/device.h"
-#include "cuda/legacy_switch.h"
-#include "cuda/matvec_split.cuh"
+#include "cuda/matvec_decode.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/quant_blocks.h"
 #include "quant/quant.h"
@@ -37,11 +37,11 @@ constexpr int kBlocksPerThread = 3;  // target 32-blocks per thread: rows per bl
 constexpr int kMaxRows = 64;
 
 struct Params {
-  const uint8_t* w[kMaxStreamSegments];
-  float* out[kMaxStreamSegments];
-  const float* bias[kMaxStreamSegments];
-  int64_t rows[kMaxStreamSegments];
-  int64_t group_end[kMaxStreamSegments];  // cumulative group counts
+  const uint8_t* w[kMaxDecodeSegments];
+  float* out[kMaxDecodeSegments];
+  const float* bias[kMaxDecodeSegments];
+  int64_t rows[kMaxDecodeSegments];
+  int64_t group_end[kMaxDecodeSegments];  // cumulative group counts
   int acc_mask;                           // bit s: segment s accumulates into out
   int n_segments;
   int64_t row_bytes;
@@ -99,7 +99,7 @@ __device__ __forceinline__ void stage_group(const Params& p, const Group& gr, ui
 // are copied while the current one is computed (two buffers). The first copy is issued before
 // the PDL wait: weights are never written, so it overlaps the previous kernel's tail.
 template <typename B>
-__global__ void __launch_bounds__(kThreads, 4) matvec_split_kernel(const Params p) {
+__global__ void __launch_bounds__(kThreads, 4) matvec_decode_kernel(const Params p) {
   extern __shared__ uint4 smem[];
   pdl_trigger();
   const int tid = threadIdx.x;
@@ -189,7 +189,7 @@ int blocks_per_sm(int smem) {
   auto it = cache.find(smem);
   if (it != cache.end()) return it->second;
   int per_sm = 0;
-  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, matvec_split_kernel<B>,
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, matvec_decode_kernel<B>,
                                                            kThreads, smem));
   cache.emplace(smem, per_sm);
   return per_sm;
@@ -199,9 +199,9 @@ template <typename B>
 void launch(const Params& p, int64_t groups, cudaStream_t stream) {
   const int smem = p.act_bytes + 2 * p.w_bytes + p.group_rows * p.part_stride * 4;  // <= 48 KB
   const int per_sm = blocks_per_sm<B>(smem);
-  if (per_sm < 1) throw Error("cuda matvec_split: a thread block does not fit on an SM");
+  if (per_sm < 1) throw Error("cuda matvec_decode: a thread block does not fit on an SM");
   const int64_t grid = std::min<int64_t>(groups, static_cast<int64_t>(per_sm) * sm_count());
-  launch_pdl(matvec_split_kernel<B>, dim3(static_cast<unsigned>(grid)), dim3(kThreads), smem,
+  launch_pdl(matvec_decode_kernel<B>, dim3(static_cast<unsigned>(grid)), dim3(kThreads), smem,
              stream, p);
 }
 
@@ -213,36 +213,36 @@ int64_t smem_bytes(int64_t n_blocks, int64_t row_bytes, int rows) {
 }
 
 // Rows per thread block: about kBlocksPerThread 32-blocks per thread, fewer where shared memory
-// runs out (0: not even one row fits). RESIDENT_SPLIT_TUNE=n overrides kBlocksPerThread.
+// runs out (0: not even one row fits). RESIDENT_DECODE_TUNE=n overrides kBlocksPerThread.
 int rows_per_block(int64_t n_blocks, int64_t row_bytes) {
   static const int per_thread = [] {
-    const char* v = std::getenv("RESIDENT_SPLIT_TUNE");
+    const char* v = std::getenv("RESIDENT_DECODE_TUNE");
     const int t = v ? std::atoi(v) : 0;
     return t >= 1 && t <= 64 ? t : kBlocksPerThread;
   }();
   int rows =
       static_cast<int>(std::clamp<int64_t>(kThreads * per_thread / n_blocks, 1, int64_t{kMaxRows}));
-  while (rows > 0 && smem_bytes(n_blocks, row_bytes, rows) > kMaxSplitSmem) --rows;
+  while (rows > 0 && smem_bytes(n_blocks, row_bytes, rows) > kMaxDecodeSmem) --rows;
   return rows;
 }
 
 }  // namespace
 
-bool matvec_split_supported(quant::Type type, int64_t n) {
+bool matvec_decode_supported(quant::Type type, int64_t n) {
   if (!quant::uses_int8_activations(type) || n <= 0 || n % 32 != 0) return false;
   const auto& info = quant::type_info(type);
   if (n % info.block_elems != 0) return false;
   return rows_per_block(n / 32, static_cast<int64_t>(quant::row_bytes(info, n))) > 0;
 }
 
-void matvec_split(const MatvecStreamArgs& a, cudaStream_t stream) {
+void matvec_decode(const MatvecDecodeArgs& a, cudaStream_t stream) {
   const auto& info = quant::type_info(a.type);
-  const std::string what = "cuda matvec_split (" + std::string(info.name) + "): ";
-  if (!matvec_split_supported(a.type, a.n))
+  const std::string what = "cuda matvec_decode (" + std::string(info.name) + "): ";
+  if (!matvec_decode_supported(a.type, a.n))
     throw Error(what + "row length " + std::to_string(a.n) + " not supported");
   if (!a.xq) throw Error(what + "null activation blocks");
-  if (a.n_segments < 1 || a.n_segments > kMaxStreamSegments)
-    throw Error(what + "1 to " + std::to_string(kMaxStreamSegments) + " segments");
+  if (a.n_segments < 1 || a.n_segments > kMaxDecodeSegments)
+    throw Error(what + "1 to " + std::to_string(kMaxDecodeSegments) + " segments");
   Params p = {};
   p.row_bytes = static_cast<int64_t>(quant::row_bytes(info, a.n));
   p.n_blocks = static_cast<int>(a.n / 32);
@@ -250,7 +250,7 @@ void matvec_split(const MatvecStreamArgs& a, cudaStream_t stream) {
   p.group_rows = rows_per_block(p.n_blocks, p.row_bytes);
   int64_t groups = 0;
   for (int s = 0; s < a.n_segments; ++s) {
-    const StreamSegment& g = a.seg[s];
+    const DecodeSegment& g = a.seg[s];
     if (!g.w || !g.out) throw Error(what + "null weight or output pointer");
     if (g.rows < 1 || g.rows > (int64_t{1} << 31)) throw Error(what + "rows out of range");
     // Q4_K/Q5_K read 32-bit words: their rows must start 4-byte aligned.
@@ -286,17 +286,6 @@ void matvec_split(const MatvecStreamArgs& a, cudaStream_t stream) {
       break;
   }
   throw Error(what + "unsupported type");
-}
-
-bool matvec_decode_supported(quant::Type type, int64_t n) {
-  static const bool legacy = use_legacy("split");
-  return legacy ? matvec_stream_supported(type, n) : matvec_split_supported(type, n);
-}
-
-void matvec_decode(const MatvecStreamArgs& args, cudaStream_t stream) {
-  static const bool legacy = use_legacy("split");
-  if (legacy) return matvec_stream(args, stream);
-  matvec_split(args, stream);
 }
 
 }  // namespace resident::cuda
