@@ -5,6 +5,7 @@
 
 #include "cpu/ops.h"
 #include "cuda/argmax.cuh"
+#include "cuda/attention.cuh"
 #include "cuda/attention_decode.cuh"
 #include "cuda/cuda_backend.h"
 #include "cuda/cuda_check.h"
@@ -152,6 +153,18 @@ struct CudaBackend::Impl {
       CUDA_CHECK(cudaGraphLaunch(graph_execs[kArgmax], stream));
       CUDA_CHECK(cudaStreamSynchronize(stream));
       reset_position();
+    }
+    // Prefill attention is tiled only at depth (attention.cu), which the passes above never
+    // reach: launch the tiled kernels once here (2 tokens at position 0 of layer 0; the output
+    // is scratch), so their first real launch does not reserve memory after load either.
+    if (std::min(max_batch, n_ctx) >= 2) {
+      AttentionArgs at;
+      at.q = ws.q, at.k_cache = kv.k, at.v_cache = kv.v;
+      at.n_heads = cfg.n_heads, at.n_kv_heads = cfg.n_kv_heads, at.head_dim = cfg.head_dim;
+      at.kv_stride = cfg.kv_dim(), at.kq_scale = 1.0f, at.pos = pos.get();
+      at.n_tokens = 2, at.max_positions = 2, at.out = ws.attn;
+      at.tile = 1;
+      attention(at, ws.attn_scratch, stream);
     }
     CUDA_CHECK(cudaStreamSynchronize(stream));
   }
