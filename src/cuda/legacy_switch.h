@@ -1,8 +1,8 @@
 // A/B switch between the fast decode kernels and the first (simple) versions they replaced, for
 // measuring each change on the GPU in one run: RESIDENT_CUDA_LEGACY=attn,attn1,attn_tile,matvec,
-// fuse,decode,mma (any subset) selects the old kernel for those parts (docs/cuda.md). Both versions compute the same bits
-// (docs/numerics.md); the switch only changes speed. Read once per process; graphs capture
-// whichever was chosen.
+// fuse,decode,mma (any subset) selects the old kernel for those parts (docs/cuda.md). Both versions
+// compute the same bits (docs/numerics.md); the switch only changes speed. Read once per process;
+// graphs capture whichever was chosen.
 #pragma once
 
 #include <cstdlib>
