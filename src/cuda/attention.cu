@@ -17,6 +17,7 @@
 
 #include "cuda/attention.cuh"
 #include "cuda/cuda_check.h"
+#include "cuda/device.h"
 #include "cuda/legacy_switch.h"
 #include "cuda/pdl.cuh"
 #include "numerics/canonical.h"
@@ -340,16 +341,6 @@ constexpr int kTileTokens = 8;
 constexpr int kTileFloats = 8192;  // q vectors of one tile in shared memory (32 KB)
 constexpr int kTileMaxQueries = 128;
 
-int sm_count() {
-  static const int n = [] {
-    int dev = 0, count = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev));
-    return count;
-  }();
-  return n;
-}
-
 inline int tile_tokens(int group, int head_dim) {
   return std::clamp(kTileFloats / (group * head_dim), 1, kTileTokens);
 }
@@ -586,7 +577,7 @@ void attention(const AttentionArgs& a, const AttentionScratch& s, cudaStream_t s
       static_cast<int64_t>(attention_chunks(a.max_positions)) * a.n_kv_heads *
       ((a.n_tokens + tile_tokens(d.group, a.head_dim) - 1) / tile_tokens(d.group, a.head_dim));
   const bool tiled =
-      a.tile == 1 || (a.tile == -1 && tiled_blocks >= 4 * static_cast<int64_t>(sm_count()));
+      a.tile == 1 || (a.tile == -1 && tiled_blocks >= 4 * static_cast<int64_t>(current_sm_count()));
   if (!legacy && aligned && tileable && tiled && !untiled) {
     if (a.head_dim == 64)
       launch_tiled<2>(a, s, d, stream);

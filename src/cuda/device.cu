@@ -45,4 +45,14 @@ DeviceInfo device_info(int device) {
   return info;
 }
 
+int current_sm_count() {
+  static const int n = [] {
+    int dev = 0, count = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev));
+    return count;
+  }();
+  return n;
+}
+
 }  // namespace resident::cuda

@@ -24,4 +24,8 @@ struct DeviceInfo {
 
 DeviceInfo device_info(int device = 0);
 
+// Multiprocessors of the current device, asked once per process (kernels size one-wave grids
+// and pick variants by it at every launch).
+int current_sm_count();
+
 }  // namespace resident::cuda

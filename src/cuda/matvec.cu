@@ -160,8 +160,9 @@ void launch(const MatvecArgs& a, int64_t row_bytes, cudaStream_t stream) {
   const int n_blocks = static_cast<int>(a.n / 32);
   const dim3 block(kWarps * 32);
   const auto* w = static_cast<const uint8_t*>(a.w);
-  // Decode: the staged kernel where its shared memory fits. Else one token per warp. Batches: 8
-  // tokens share each decoded weight block.
+  // Decode: matvec_decode, else (legacy or unsupported) the staged kernel where its shared
+  // memory fits. Prefill: matmul_mma from 16 tokens, else one token per warp, or batches of 8
+  // tokens sharing each decoded weight block.
   static const bool legacy = use_legacy("matvec");
   static const bool legacy_decode = use_legacy("decode");
   if constexpr (B::kInt8) {

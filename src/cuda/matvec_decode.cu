@@ -171,15 +171,6 @@ int round16(int64_t v) {
   return static_cast<int>((v + 15) & ~int64_t{15});
 }
 
-int sm_count() {
-  static const int n = [] {
-    int dev = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    return device_info(dev).sm_count;
-  }();
-  return n;
-}
-
 // Resident thread blocks per SM for a shared-memory size, asked once per (format, size).
 template <typename B>
 int blocks_per_sm(int smem) {
@@ -200,7 +191,7 @@ void launch(const Params& p, int64_t groups, cudaStream_t stream) {
   const int smem = p.act_bytes + 2 * p.w_bytes + p.group_rows * p.part_stride * 4;  // <= 48 KB
   const int per_sm = blocks_per_sm<B>(smem);
   if (per_sm < 1) throw Error("cuda matvec_decode: a thread block does not fit on an SM");
-  const int64_t grid = std::min<int64_t>(groups, static_cast<int64_t>(per_sm) * sm_count());
+  const int64_t grid = std::min<int64_t>(groups, static_cast<int64_t>(per_sm) * current_sm_count());
   launch_pdl(matvec_decode_kernel<B>, dim3(static_cast<unsigned>(grid)), dim3(kThreads), smem,
              stream, p);
 }
