@@ -231,5 +231,28 @@ TEST(CudaProfile, OneDecodeStep) {
   CUDA_CHECK(cudaProfilerStop());
 }
 
+// For `ncu --profile-from-start off`: exactly one 512-token prefill pass from position 0 between
+// cudaProfilerStart and cudaProfilerStop, on the Qwen2.5-1.5B-shaped model (after a warm-up).
+// Runs only with RESIDENT_PROFILE_PREFILL=1 (scripts/gpu-profile).
+TEST(CudaProfile, OnePrefill) {
+  REQUIRE_GPU_OR_SKIP();
+  if (!std::getenv("RESIDENT_PROFILE_PREFILL")) GTEST_SKIP() << "set RESIDENT_PROFILE_PREFILL=1";
+  const Model model =
+      Model::load(synth_model(synth::Preset::qwen25_1_5b, synth::QuantMix::q4_k_m, 7));
+  CudaOptions o;
+  o.n_ctx = 1024;
+  CudaBackend gpu(model, o);
+  std::mt19937_64 rng(1);
+  const std::vector<int32_t> prompt = random_prompt(rng, 512, model.config.vocab_size);
+  gpu.reset(greedy());
+  gpu.prefill(prompt);  // warm-up
+  gpu.reset(greedy());
+  CUDA_CHECK(cudaDeviceSynchronize());
+  CUDA_CHECK(cudaProfilerStart());
+  gpu.prefill(prompt);
+  CUDA_CHECK(cudaDeviceSynchronize());
+  CUDA_CHECK(cudaProfilerStop());
+}
+
 }  // namespace
 }  // namespace resident::cuda::test
