@@ -2,6 +2,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/pdl.cuh"
+#include "cuda/quantize_warp.cuh"
 #include "cuda/rmsnorm.cuh"
 #include "util/error.h"
 
@@ -56,11 +57,9 @@ __global__ void __launch_bounds__(256)
 //  * the sum256 tree keeps its pairs: levels 128, 64, 32 in shared memory, then 16 .. 1 as
 //    shuffles inside warp 0 (lane k adds lane k + s, exactly partial[k] + partial[k + s]);
 //  * block b of 32 is element k + 256 e of the lanes of warp b % 8 with e = b / 8, so each warp
-//    quantizes its blocks with one lane per element: the block maximum by shuffles (a maximum
-//    does not depend on the order; NaN is mapped to 0 first, as the sequential loop skips it),
-//    the same per-element rounding, the integer sum by shuffles (exact).
+//    quantizes its blocks with one lane per element (quantize_warp.cuh).
 constexpr int kPerThread = 16;
-constexpr unsigned kFull = 0xffffffffu;
+constexpr unsigned kFull = 0xffffffffu;  // the sum tree's shuffles
 
 __global__ void __launch_bounds__(256)
     rmsnorm_quant_regs_kernel(const float* x, const float* __restrict__ w, float eps, int n,
@@ -102,24 +101,7 @@ __global__ void __launch_bounds__(256)
     if (256 * e + 32 * warp >= n) break;  // uniform across the warp: n % 32 == 0
     const float v = (xv[e] * r) * wv[e];
     yr[k + 256 * e] = v;
-    float a = v < 0.0f ? -v : v;
-    a = a > 0.0f ? a : 0.0f;  // NaN -> 0, like the sequential maximum from 0.0f
-    float amax = a;
-    for (int s = 16; s >= 1; s /= 2) {
-      const float o = __shfl_xor_sync(kFull, amax, s);
-      amax = o > amax ? o : amax;
-    }
-    const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
-    int q = numerics::round_to_int_even(v * id);
-    q = q > 127 ? 127 : (q < -127 ? -127 : q);
-    int sum = q;
-    for (int s = 16; s >= 1; s /= 2) sum += __shfl_xor_sync(kFull, sum, s);
-    numerics::ActBlock* out = qr + 8 * e + warp;
-    out->q[lane] = static_cast<int8_t>(q);
-    if (lane == 0) {
-      out->d = amax / 127.0f;
-      out->sum = sum;
-    }
+    quantize_act_block_warp(v, lane, qr + 8 * e + warp);
   }
 }
 
