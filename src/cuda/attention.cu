@@ -6,9 +6,11 @@
 //      denominator and for every output dimension d;
 //   3. combine: chunk results added in chunk order from 0.0f, then one division.
 // Chunks beyond the live positions exit at once, so a grid sized for n_ctx costs little.
-// Prefill passes run passes 1 and 2 tiled over query tokens (scores_tiled_kernel,
-// chunk_sums_tiled_kernel: K/V read once per tile of tokens and group of q heads; same bits);
-// RESIDENT_CUDA_LEGACY=attn_tile selects the untiled kernels.
+// Prefill passes (more than one token) run passes 1 and 2 as register-tiled products
+// (attention_prefill.cu) where the head shape allows; RESIDENT_CUDA_LEGACY=attn_gemm selects the
+// kernels below instead: tiled over query tokens at depth (scores_tiled_kernel,
+// chunk_sums_tiled_kernel: K/V read once per tile of tokens and group of q heads), else untiled
+// (RESIDENT_CUDA_LEGACY=attn_tile: always untiled). Same bits on every path.
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -16,6 +18,7 @@
 #include <string>
 
 #include "cuda/attention.cuh"
+#include "cuda/attention_prefill.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/device.h"
 #include "cuda/legacy_switch.h"
@@ -541,7 +544,9 @@ AttentionScratchSizes attention_scratch_sizes(int max_tokens, int n_heads, int n
                                               int head_dim) {
   const int64_t th = static_cast<int64_t>(max_tokens) * n_heads;
   const int64_t chunks = attention_chunks(n_ctx);
-  return {th * n_ctx, th * chunks, th * chunks, th * chunks * head_dim};
+  // chunk_max also holds the prefill kernels' maxima per 64 positions (attention_prefill.cuh).
+  const int64_t maxima = std::max<int64_t>(chunks, attention_slots(n_ctx));
+  return {th * n_ctx, th * maxima, th * chunks, th * chunks * head_dim};
 }
 
 void attention(const AttentionArgs& a, const AttentionScratch& s, cudaStream_t stream) {
@@ -577,8 +582,21 @@ void attention(const AttentionArgs& a, const AttentionScratch& s, cudaStream_t s
       static_cast<int64_t>(attention_chunks(a.max_positions)) * a.n_kv_heads *
       ((a.n_tokens + tile_tokens(d.group, a.head_dim) - 1) / tile_tokens(d.group, a.head_dim));
   const bool tiled =
-      a.tile == 1 || (a.tile == -1 && tiled_blocks >= 4 * static_cast<int64_t>(current_sm_count()));
-  if (!legacy && aligned && tileable && tiled && !untiled) {
+      a.tile == 1 || (a.tile != 0 && tiled_blocks >= 4 * static_cast<int64_t>(current_sm_count()));
+  static const bool no_gemm = use_legacy("attn_gemm");
+  const bool gemm = a.tile == 2 || (a.tile == -1 && !no_gemm);
+  if (!legacy && a.n_tokens > 1 && gemm &&
+      attention_prefill_supported(a.head_dim, a.kv_stride, a.k_cache, a.v_cache, a.q)) {
+    AttentionPrefillArgs p;
+    p.q = a.q, p.k_cache = a.k_cache, p.v_cache = a.v_cache, p.pos = a.pos;
+    p.n_tokens = a.n_tokens, p.max_positions = a.max_positions;
+    p.n_heads = a.n_heads, p.n_kv_heads = a.n_kv_heads, p.group = d.group;
+    p.head_dim = a.head_dim, p.kv_stride = a.kv_stride, p.kq_scale = a.kq_scale;
+    p.n_ctx = s.n_ctx, p.n_slots = attention_slots(s.n_ctx), p.n_chunks = d.n_chunks;
+    p.scores = s.scores, p.slot_max = s.chunk_max, p.chunk_den = s.chunk_den;
+    p.chunk_val = s.chunk_val;
+    attention_prefill_passes(p, stream);
+  } else if (!legacy && aligned && tileable && tiled && !untiled) {
     if (a.head_dim == 64)
       launch_tiled<2>(a, s, d, stream);
     else

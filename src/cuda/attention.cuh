@@ -19,7 +19,7 @@ inline constexpr int kAttnMaxHeadDim = 256;
 // attention_scratch_bytes).
 struct AttentionScratch {
   float* scores = nullptr;     // (max_tokens, n_heads, n_ctx)
-  float* chunk_max = nullptr;  // (max_tokens, n_heads, n_chunks)
+  float* chunk_max = nullptr;  // (max_tokens, n_heads, max(n_chunks, n_ctx / 64 rounded up))
   float* chunk_den = nullptr;  // (max_tokens, n_heads, n_chunks)
   float* chunk_val = nullptr;  // (max_tokens, n_heads, n_chunks, head_dim)
   int max_tokens = 0, n_heads = 0, n_ctx = 0, head_dim = 0;
@@ -49,9 +49,9 @@ struct AttentionArgs {
   // Optional: out quantized for the next matmul, (n_tokens, n_heads * head_dim / 32) blocks,
   // bit-identical to quantize_activations(out) (fused into the combine pass).
   numerics::ActBlock* out_q = nullptr;
-  // Prefill passes tiled over query tokens (attention.cu): -1 when the grid has enough blocks
-  // (>= 4 per SM: long contexts; a short prompt from position 0 runs faster untiled), 0 never,
-  // 1 always (tests run both). Same bits either way.
+  // Which prefill passes (attention.cu; same bits on every path; tests run each): -1 auto (the
+  // register-tiled products of attention_prefill.cu where supported), 0 untiled, 1 tiled over
+  // query tokens, 2 register-tiled products.
   int tile = -1;
 };
 

@@ -83,6 +83,8 @@ struct CudaBackend::Impl {
   int32_t* token_host = nullptr;  // pinned: the id read back after each step
 
   cudaStream_t stream = nullptr;
+  cudaStream_t side_stream = nullptr;  // prefill: k/v matmuls beside q (Workspace::side)
+  cudaEvent_t fork = nullptr, join = nullptr;
   cudaEvent_t token_ready = nullptr;
   cudaEvent_t t_begin = nullptr, t_end = nullptr;
   // How prefill/decode pick the next id, fixed at reset: plain greedy stays on cuda::argmax;
@@ -112,6 +114,9 @@ struct CudaBackend::Impl {
     check_shapes(m);
     CUDA_CHECK(cudaSetDevice(0));
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&side_stream, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaEventCreateWithFlags(&fork, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&join, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&token_ready, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreate(&t_begin));
     CUDA_CHECK(cudaEventCreate(&t_end));
@@ -179,6 +184,9 @@ struct CudaBackend::Impl {
     if (t_begin) cudaEventDestroy(t_begin);
     if (t_end) cudaEventDestroy(t_end);
     if (token_ready) cudaEventDestroy(token_ready);
+    if (fork) cudaEventDestroy(fork);
+    if (join) cudaEventDestroy(join);
+    if (side_stream) cudaStreamDestroy(side_stream);
     if (stream) cudaStreamDestroy(stream);
   }
 
@@ -241,6 +249,7 @@ struct CudaBackend::Impl {
     attn_counters = DeviceBuffer<unsigned>(attention_decode_counters(cfg.n_heads));
     CUDA_CHECK(cudaMemset(attn_counters.get(), 0, attn_counters.bytes()));
     ws.attn_counters = attn_counters.get();
+    ws.side = side_stream, ws.fork = fork, ws.join = join;
     ws.max_tokens = B;
     ws.x = x.get(), ws.h = h.get(), ws.q = q.get(), ws.k = k.get(), ws.v = v.get();
     ws.attn = attn.get(), ws.gate = gate.get(), ws.up = up.get(), ws.logits = logits.get();

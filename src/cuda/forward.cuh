@@ -55,6 +55,10 @@ struct Workspace {
   numerics::ActBlock* xq = nullptr;  // (max_tokens, max(d_model, q_dim, d_ff) / 32)
   AttentionScratch attn_scratch;
   unsigned* attn_counters = nullptr;  // attention_decode_counters(n_heads), zero between launches
+  // Prefill only: a second stream and two events, so that the small k and v matmuls run beside
+  // the q matmul (each alone fills a fraction of the GPU). Null: everything on one stream.
+  cudaStream_t side = nullptr;
+  cudaEvent_t fork = nullptr, join = nullptr;
 };
 
 // Runs every layer for the n_tokens ids at `ids` (device), token t at position *pos + t

@@ -2,8 +2,8 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/pdl.cuh"
-#include "cuda/quantize_warp.cuh"
 #include "cuda/rmsnorm.cuh"
+#include "cuda/rmsnorm_block.cuh"
 #include "util/error.h"
 
 namespace resident::cuda {
@@ -51,58 +51,22 @@ __global__ void __launch_bounds__(256)
                                  yq + static_cast<int64_t>(blockIdx.x) * nb + b);
 }
 
-// The same bits as rmsnorm_kernel with yq set, for n <= 256 * kPerThread, with fewer serial
-// steps (the decode step runs it twice per layer; timing probes gave 3.9 us per launch):
-//  * x and w are read once, into registers: thread k holds elements k + 256 e;
-//  * the sum256 tree keeps its pairs: levels 128, 64, 32 in shared memory, then 16 .. 1 as
-//    shuffles inside warp 0 (lane k adds lane k + s, exactly partial[k] + partial[k + s]);
-//  * block b of 32 is element k + 256 e of the lanes of warp b % 8 with e = b / 8, so each warp
-//    quantizes its blocks with one lane per element (quantize_warp.cuh).
-constexpr int kPerThread = 16;
-constexpr unsigned kFull = 0xffffffffu;  // the sum tree's shuffles
-
-__global__ void __launch_bounds__(256)
+// The same bits as rmsnorm_kernel with yq set, for n <= kNormMaxN (4096), with fewer serial
+// steps (the decode step ran it twice per layer; timing probes gave 3.9 us per launch): x and w
+// are read once, into registers, and rmsnorm_block.cuh does the rest (the sum tree's levels
+// below 32 as shuffles, each block of 32 quantized by one warp). matvec_decode's fused-norm
+// prologue runs the same rmsnorm_quant_block.
+__global__ void __launch_bounds__(kNormThreads)
     rmsnorm_quant_regs_kernel(const float* x, const float* __restrict__ w, float eps, int n,
                               float* y, numerics::ActBlock* yq) {
-  __shared__ float partial[128];
-  __shared__ float scale;
+  __shared__ NormTree tree;
   pdl_trigger();
   pdl_wait();
-  const int k = threadIdx.x, lane = k % 32, warp = k / 32;
-  const float* xr = x + static_cast<int64_t>(blockIdx.x) * n;
-  float xv[kPerThread], wv[kPerThread];
-#pragma unroll
-  for (int e = 0; e < kPerThread; ++e) {
-    const int i = k + 256 * e;
-    xv[e] = i < n ? xr[i] : 0.0f;
-    wv[e] = i < n ? w[i] : 0.0f;
-  }
-  float p = 0.0f;
-#pragma unroll
-  for (int e = 0; e < kPerThread; ++e)
-    if (k + 256 * e < n) p = p + xv[e] * xv[e];
-  if (k >= 128) partial[k - 128] = p;
-  __syncthreads();
-  if (k < 128) partial[k] = p + partial[k];  // level 128
-  __syncthreads();
-  if (k < 64) partial[k] = partial[k] + partial[k + 64];
-  __syncthreads();
-  if (k < 32) {
-    float v = partial[k] + partial[k + 32];
-    for (int s = 16; s >= 1; s /= 2) v = v + __shfl_down_sync(kFull, v, s);
-    if (k == 0) scale = 1.0f / sqrtf(v / static_cast<float>(n) + eps);
-  }
-  __syncthreads();
-  const float r = scale;
-  float* yr = y + static_cast<int64_t>(blockIdx.x) * n;
-  numerics::ActBlock* qr = yq + static_cast<int64_t>(blockIdx.x) * (n / numerics::kActBlock);
-#pragma unroll
-  for (int e = 0; e < kPerThread; ++e) {
-    if (256 * e + 32 * warp >= n) break;  // uniform across the warp: n % 32 == 0
-    const float v = (xv[e] * r) * wv[e];
-    yr[k + 256 * e] = v;
-    quantize_act_block_warp(v, lane, qr + 8 * e + warp);
-  }
+  const int64_t row = blockIdx.x;
+  float xv[kNormPerThread], wv[kNormPerThread];
+  norm_load(x + row * n, n, xv);
+  norm_load(w, n, wv);
+  rmsnorm_quant_block(xv, wv, eps, n, tree, y + row * n, yq + row * (n / numerics::kActBlock));
 }
 
 }  // namespace
@@ -128,9 +92,9 @@ void rmsnorm_quant(const float* x, const float* w, float eps, int n, int n_token
     throw Error("cuda rmsnorm_quant: n = " + std::to_string(n) +
                 " must be a multiple of 32 up to " + std::to_string(kMaxFusedN) +
                 ", n_tokens = " + std::to_string(n_tokens));
-  if (n <= 256 * kPerThread)
-    return launch_pdl(rmsnorm_quant_regs_kernel, dim3(n_tokens), dim3(256), 0, stream, x, w, eps, n,
-                      y, yq);
+  if (n <= kNormMaxN)
+    return launch_pdl(rmsnorm_quant_regs_kernel, dim3(n_tokens), dim3(kNormThreads), 0, stream, x,
+                      w, eps, n, y, yq);
   launch_pdl(rmsnorm_kernel, dim3(n_tokens), dim3(256), n * sizeof(float), stream, x, w, eps, n, y,
              yq);
 }

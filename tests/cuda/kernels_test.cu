@@ -21,6 +21,7 @@
 #include "cuda/rope_kv.cuh"
 #include "cuda_test_util.h"
 #include "quant/quant.h"
+#include "util/error.h"
 
 namespace resident::cuda::test {
 namespace {
@@ -288,6 +289,125 @@ TEST(CudaKernels, RmsnormQuantMatchesCpu) {
   EXPECT_FALSE(rmsnorm_quant_fits(100));
 }
 
+// matvec_decode with the RMSNorm fused into its prologue (MatvecDecodeArgs::norm_x, the decode
+// step's attention / FFN norm): every segment equals, bit for bit, rmsnorm_quant then matvec_decode
+// with those blocks, and the CPU's rmsnorm, quantize_activations and matmul. The blocks given as
+// xq are poisoned: the fused kernel must not read them.
+TEST(CudaKernels, MatvecDecodeFusedNormMatchesRmsnormQuant) {
+  REQUIRE_GPU_OR_SKIP();
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("RESIDENT_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  struct Seg {
+    int64_t rows;
+    bool bias, accumulate;
+  };
+  const std::vector<Seg> segs = {{1536, true, false}, {37, false, true}};
+  const float eps = 1e-6f;
+  int cases = 0;
+  for (int64_t n : {1536, 896, 4096}) {
+    for (Type type : {Type::Q4_K, Type::Q6_K, Type::Q8_0, Type::Q5_0}) {
+      if (n % quant::type_info(type).block_elems != 0) continue;  // k-quants need n % 256 == 0
+      SCOPED_TRACE(std::string(quant::type_info(type).name) + " n=" + std::to_string(n));
+      ASSERT_TRUE(matvec_decode_supported(type, n));
+      ASSERT_TRUE(matvec_decode_norm_supported(n));
+      ++cases;
+      // Massive channels (as activations() adds, and bigger) and an all-zero block (32..63).
+      std::vector<float> x = activations(rng, n, 1);
+      std::uniform_int_distribution<int64_t> pick(64, n - 1);
+      x[pick(rng)] = 5000.25f;
+      x[pick(rng)] = -3071.0f;
+      std::vector<float> w = random_floats(rng, n, 0.5f);
+      for (float& v : w) v = v + 1.0f;
+
+      std::vector<float> h(n);
+      cpu::rmsnorm({x.data(), size_t(n)}, w, eps, {h.data(), size_t(n)});
+      std::vector<ActBlock> hq(n / 32);
+      quant::quantize_activations(h.data(), hq.data(), n);
+
+      auto dx = upload(x);
+      auto dnw = upload(w);
+      auto dh = poisoned<float>(n);
+      auto dhq = poisoned<ActBlock>(n / 32);
+      rmsnorm_quant(dx.get(), dnw.get(), eps, static_cast<int>(n), 1, dh.get(), dhq.get(), nullptr);
+      ASSERT_TRUE(same_bits(download(dhq), hq, "rmsnorm_quant blocks"));
+      auto bad_q = poisoned<ActBlock>(n / 32);  // NaN scales: any read of xq shows in the output
+
+      MatvecDecodeArgs two, fused;  // rmsnorm_quant + matvec_decode / one fused matvec_decode
+      two.type = fused.type = type;
+      two.n = fused.n = n;
+      two.xq = dhq.get();
+      fused.xq = bad_q.get();
+      fused.norm_x = dx.get();
+      fused.norm_w = dnw.get();
+      fused.norm_eps = eps;
+      std::vector<DeviceBuffer<uint8_t>> dw;
+      std::vector<DeviceBuffer<float>> dbias, out_two, out_fused;
+      std::vector<std::vector<float>> want;
+      for (const Seg& g : segs) {
+        const std::vector<uint8_t> wt = random_weights(rng, type, g.rows, n, 256);
+        const std::vector<float> bias = random_floats(rng, g.rows);
+        const std::vector<float> prior = random_floats(rng, g.rows);
+        std::vector<float> cpu(g.rows);
+        quant::matmul_rows(type, wt.data(), n, hq.data(), nullptr, 1, cpu.data(), g.rows, 0,
+                           g.rows);
+        for (int64_t r = 0; r < g.rows; ++r) {
+          if (g.bias) cpu[r] = cpu[r] + bias[r];
+          if (g.accumulate) cpu[r] = prior[r] + cpu[r];
+        }
+        want.push_back(cpu);
+        dw.push_back(upload(wt));
+        dbias.push_back(upload(bias));
+        // Outputs: NaN, or the prior values the accumulating segment adds to.
+        out_two.push_back(g.accumulate ? upload(prior) : poisoned<float>(g.rows));
+        out_fused.push_back(g.accumulate ? upload(prior) : poisoned<float>(g.rows));
+        const float* b = g.bias ? dbias.back().get() : nullptr;
+        two.seg[two.n_segments++] = {dw.back().get(), g.rows, out_two.back().get(), b,
+                                     g.accumulate};
+        fused.seg[fused.n_segments++] = {dw.back().get(), g.rows, out_fused.back().get(), b,
+                                         g.accumulate};
+      }
+      matvec_decode(two, nullptr);
+      matvec_decode(fused, nullptr);
+      for (size_t i = 0; i < segs.size(); ++i) {
+        const std::string seg = "segment " + std::to_string(i);
+        const std::vector<float> got_two = download(out_two[i]);
+        const std::vector<float> got_fused = download(out_fused[i]);
+        EXPECT_TRUE(same_bits(got_fused, got_two, seg + ": fused vs rmsnorm_quant + matvec"));
+        EXPECT_TRUE(same_bits(got_fused, want[i], seg + ": fused vs cpu"));
+        EXPECT_TRUE(same_bits(got_two, want[i], seg + ": rmsnorm_quant + matvec vs cpu"));
+      }
+    }
+  }
+  EXPECT_EQ(cases, 10);  // Q4_K, Q6_K, Q8_0, Q5_0 at 1536 and 4096; Q8_0, Q5_0 at 896
+
+  // Misuse: the norm takes n <= 4096 (and n % 32 == 0) only, and needs its weights.
+  EXPECT_FALSE(matvec_decode_norm_supported(8960));
+  EXPECT_FALSE(matvec_decode_norm_supported(4128));
+  EXPECT_FALSE(matvec_decode_norm_supported(100));
+  EXPECT_TRUE(matvec_decode_norm_supported(32));
+  const int64_t n = 8960;
+  ASSERT_TRUE(matvec_decode_supported(Type::Q8_0, n));
+  auto dw = poisoned<uint8_t>(quant::row_bytes(quant::type_info(Type::Q8_0), n));
+  auto dx = upload(random_floats(rng, n));
+  auto dq = poisoned<ActBlock>(n / 32);
+  auto dout = poisoned<float>(1);
+  MatvecDecodeArgs a;
+  a.type = Type::Q8_0;
+  a.n = n;
+  a.xq = dq.get();
+  a.seg[a.n_segments++] = {dw.get(), 1, dout.get(), nullptr, false};
+  EXPECT_NO_THROW(matvec_decode(a, nullptr));  // the same launch without the norm is fine
+  CUDA_CHECK(cudaDeviceSynchronize());
+  a.norm_x = dx.get();
+  a.norm_w = dx.get();
+  a.norm_eps = eps;
+  EXPECT_THROW(matvec_decode(a, nullptr), Error);
+  a.n = 1536;
+  a.norm_w = nullptr;
+  EXPECT_THROW(matvec_decode(a, nullptr), Error);
+}
+
 void check_rope_kv(std::mt19937_64& rng, int n_heads, int n_kv_heads, int head_dim, bool neox,
                    int pos0, int n_tokens) {
   SCOPED_TRACE("heads " + std::to_string(n_heads) + "/" + std::to_string(n_kv_heads) + " hd " +
@@ -337,7 +457,7 @@ TEST(CudaKernels, RopeAndKvWriteMatchCpu) {
 }
 
 void check_attention(std::mt19937_64& rng, int n_heads, int n_kv_heads, int head_dim, int n_ctx,
-                     int pos0, int n_tokens) {
+                     int pos0, int n_tokens, bool inf_in_pass = false) {
   SCOPED_TRACE("heads " + std::to_string(n_heads) + "/" + std::to_string(n_kv_heads) + " hd " +
                std::to_string(head_dim) + " pos " + std::to_string(pos0) + " tokens " +
                std::to_string(n_tokens));
@@ -348,6 +468,9 @@ void check_attention(std::mt19937_64& rng, int n_heads, int n_kv_heads, int head
   // Scores of a few units (q, k ~ N(0, 1), scaled by 1/sqrt(hd)): a softmax far from uniform.
   for (auto& h : kc) h = cpu::float_to_half(std::normal_distribution<float>(0.0f, 1.0f)(rng));
   for (auto& h : vc) h = cpu::float_to_half(std::normal_distribution<float>(0.0f, 1.0f)(rng));
+  // A V value of +inf at a position of this pass: the tokens before it must skip it exactly
+  // (the prefill kernels add masked positions as e = 0 unless a V value there is not finite).
+  if (inf_in_pass) vc[static_cast<size_t>(pos0 + n_tokens / 2) * kvd + 5] = 0x7c00;
 
   std::vector<float> cpu(static_cast<size_t>(qd) * n_tokens);
   std::vector<float> scratch(n_ctx);
@@ -362,8 +485,8 @@ void check_attention(std::mt19937_64& rng, int n_heads, int n_kv_heads, int head
   auto dpos = upload(std::vector<int>{pos0});
   std::vector<ActBlock> cpu_q(cpu.size() / 32);
   quant::quantize_activations(cpu.data(), cpu_q.data(), static_cast<int64_t>(cpu.size()));
-  // Prefill: the untiled and the tiled passes, each against the CPU.
-  for (int tile : n_tokens > 1 ? std::vector<int>{0, 1} : std::vector<int>{-1}) {
+  // Prefill: the untiled, the token-tiled and the register-tiled passes, each against the CPU.
+  for (int tile : n_tokens > 1 ? std::vector<int>{0, 1, 2} : std::vector<int>{-1}) {
     SCOPED_TRACE("tile " + std::to_string(tile));
     // Fresh poisoned scratch: nothing one variant wrote can stand in for the other's.
     const AttentionScratchSizes sz = attention_scratch_sizes(n_tokens, n_heads, n_ctx, head_dim);
@@ -383,7 +506,8 @@ void check_attention(std::mt19937_64& rng, int n_heads, int n_kv_heads, int head
     a.tile = tile;
     attention(a, scratch_d, nullptr);
     EXPECT_TRUE(same_bits(download(dout), cpu, "attention"));
-    EXPECT_TRUE(same_bits(download(dout_q), cpu_q, "attention output blocks"));
+    // (An infinite output quantizes through NaN, whose int conversion the CPU leaves undefined.)
+    if (!inf_in_pass) EXPECT_TRUE(same_bits(download(dout_q), cpu_q, "attention output blocks"));
   }
 }
 
@@ -402,6 +526,12 @@ TEST(CudaKernels, AttentionMatchesCpu) {
   // 0.5B's shape (groups of 7 q heads, head_dim 64) at depth with a ragged last tile.
   check_attention(rng, 12, 2, 128, 1024, 0, 100);
   check_attention(rng, 14, 2, 64, 1024, 500, 37);
+  // Register-tiled passes: 64-row tiles with ragged ends (9 x 6, 130 x 6 rows; 65 x 1), a pass
+  // straddling chunk and slot edges at depth, and a non-finite V value that earlier rows skip.
+  check_attention(rng, 12, 2, 128, 2048, 1000, 130);
+  check_attention(rng, 4, 4, 64, 512, 63, 65);
+  check_attention(rng, 12, 2, 128, 1024, 200, 9, /*inf_in_pass=*/true);
+  check_attention(rng, 12, 2, 128, 1024, 0, 70, /*inf_in_pass=*/true);
 }
 
 TEST(CudaKernels, SwigluAndAddsMatchCpu) {
