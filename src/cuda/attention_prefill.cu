@@ -93,23 +93,37 @@ __global__ void __launch_bounds__(kThreads, 2) scores_tile_kernel(const Attentio
   const int n_pos_last = p0 + (min(row0 + kTileRows, rows) - 1) / a.group + 1;
   if (key0 >= n_pos_last) return;  // every key of the tile is masked for every row
 
-  for (int idx = threadIdx.x; idx < kTileRows * kHd / 4; idx += kThreads) {
-    const int r = idx % kTileRows, e4 = idx / kTileRows;
-    float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    if (row0 + r < rows)
-      v = reinterpret_cast<const float4*>(a.q + query_row(a, g, row0 + r).th * kHd)[e4];
-    float f[4];
-    unpack4(v, f);
+  // Staging: every global load of a thread issued before the first store (unrolled loops).
+  constexpr int kQLoads = kTileRows * kHd / 4 / kThreads, kKLoads = kTileCols * kHd / 8 / kThreads;
+  float4 qraw[kQLoads];
+  uint4 kraw[kKLoads];
 #pragma unroll
-    for (int u = 0; u < 4; ++u) qs[(4 * e4 + u) * kStride + r] = f[u];
+  for (int u = 0; u < kQLoads; ++u) {
+    const int idx = threadIdx.x + u * kThreads, r = idx % kTileRows, e4 = idx / kTileRows;
+    qraw[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (row0 + r < rows)
+      qraw[u] = reinterpret_cast<const float4*>(a.q + query_row(a, g, row0 + r).th * kHd)[e4];
   }
-  for (int idx = threadIdx.x; idx < kTileCols * kHd / 8; idx += kThreads) {
-    const int c = idx % kTileCols, e8 = idx / kTileCols, t = key0 + c;
-    uint4 raw = make_uint4(0, 0, 0, 0);
-    if (t < n_pos_last)
-      raw = reinterpret_cast<const uint4*>(a.k_cache + static_cast<int64_t>(t) * a.kv_stride +
-                                           g * kHd)[e8];
-    const __half2* hp = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
+  for (int u = 0; u < kKLoads; ++u) {
+    const int idx = threadIdx.x + u * kThreads, c = idx % kTileCols, e8 = idx / kTileCols;
+    kraw[u] = make_uint4(0, 0, 0, 0);
+    if (key0 + c < n_pos_last)
+      kraw[u] = reinterpret_cast<const uint4*>(
+          a.k_cache + static_cast<int64_t>(key0 + c) * a.kv_stride + g * kHd)[e8];
+  }
+#pragma unroll
+  for (int u = 0; u < kQLoads; ++u) {
+    const int idx = threadIdx.x + u * kThreads, r = idx % kTileRows, e4 = idx / kTileRows;
+    float f[4];
+    unpack4(qraw[u], f);
+#pragma unroll
+    for (int w = 0; w < 4; ++w) qs[(4 * e4 + w) * kStride + r] = f[w];
+  }
+#pragma unroll
+  for (int u = 0; u < kKLoads; ++u) {
+    const int idx = threadIdx.x + u * kThreads, c = idx % kTileCols, e8 = idx / kTileCols;
+    const __half2* hp = reinterpret_cast<const __half2*>(&kraw[u]);
 #pragma unroll
     for (int w = 0; w < 4; ++w) {
       const float2 kf = __half22float2(hp[w]);  // exact
@@ -130,16 +144,22 @@ __global__ void __launch_bounds__(kThreads, 2) scores_tile_kernel(const Attentio
     for (int i = i0; i < i0 + 4; ++i) {
       const int l = bitrev5(i);
       float acc[16];
+      {  // element l: the products start the lane partials
+        float qv[4], kv[4];
+        unpack4(*reinterpret_cast<const float4*>(qs + l * kStride + 4 * ty), qv);
+        unpack4(*reinterpret_cast<const float4*>(ks + l * kStride + 4 * tx), kv);
 #pragma unroll
-      for (int m = 0; m < E; ++m) {  // elements l, l + 32, ... in order: products, then adds
+        for (int o = 0; o < 16; ++o) acc[o] = qv[o / 4] * kv[o % 4];
+      }
+      // Elements l + 32, l + 64, ... in order: products, then adds. Not unrolled: with every
+      // element's loads hoisted the tree partials no longer fit in the registers.
+#pragma unroll 1
+      for (int m = 1; m < E; ++m) {
         float qv[4], kv[4];
         unpack4(*reinterpret_cast<const float4*>(qs + (l + 32 * m) * kStride + 4 * ty), qv);
         unpack4(*reinterpret_cast<const float4*>(ks + (l + 32 * m) * kStride + 4 * tx), kv);
 #pragma unroll
-        for (int o = 0; o < 16; ++o) {
-          const float prod = qv[o / 4] * kv[o % 4];
-          acc[o] = m == 0 ? prod : acc[o] + prod;
-        }
+        for (int o = 0; o < 16; ++o) acc[o] = acc[o] + qv[o / 4] * kv[o % 4];
       }
 #pragma unroll
       for (int o = 0; o < 16; ++o) tree_push(st[o], i, acc[o]);
@@ -169,15 +189,20 @@ __global__ void __launch_bounds__(kThreads, 2) scores_tile_kernel(const Attentio
 }
 
 // Pass 2: for chunk c and a 64-row x 64-dim tile, chunk_val = possum_t(e_t * v_{t,d}) and (dim
-// tile 0) chunk_den = possum_t(e_t), e_t = exp_canonical(s_t - m) with m the row maximum.
+// tile 0) chunk_den = possum_t(e_t), e_t = exp_canonical(s_t - m) with m the row maximum. The
+// chunk's e (as floats) and V slice (as halves) are staged in shared memory once, every global
+// load of a thread issued before its first use (the first version staged V in eight dependent
+// steps and loaded one score per loop iteration: 240 us per layer at 512 tokens, latency-bound).
 template <int E>
 __global__ void __launch_bounds__(kThreads, 2)
     chunk_sums_tile_kernel(const AttentionPrefillArgs a) {
   constexpr int kHd = 32 * E, kDimTiles = kHd / kTileCols;
-  constexpr int kStagePositions = 8 * kLeavesPerStage;
+  constexpr int kScoresPerThread = kAttnChunk * kTileRows / kThreads;  // 64
+  constexpr int kScoreBatch = 16;
+  constexpr int kVPerThread = kAttnChunk * kTileCols / 8 / kThreads;  // 8 x 16 bytes
   extern __shared__ float4 smem[];
   float* es = reinterpret_cast<float*>(smem);  // [kAttnChunk][kStride]: e of (position, row)
-  float* vs = es + kAttnChunk * kStride;       // [kStagePositions][kTileCols]: one stage of V
+  __half* vs = reinterpret_cast<__half*>(es + kAttnChunk * kStride);  // [kAttnChunk][kTileCols]
   __shared__ float m_s[kTileRows];
   pdl_trigger();
   pdl_wait();
@@ -187,6 +212,34 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int n_pos_first = p0 + row0 / a.group + 1;
   const int n_pos_last = p0 + (min(row0 + kTileRows, rows) - 1) / a.group + 1;
   if (t0 >= n_pos_last) return;
+
+  // V slice of the chunk: position t0 + p, dims dim0 .. dim0 + 63, 8 halves per load. Positions
+  // past the tile's last live one are zeros (never used: their e is 0 for every row).
+  bool bad = false;  // a non-finite V value at a position some rows of the tile must skip
+  {
+    uint4 raw[kVPerThread];
+#pragma unroll
+    for (int u = 0; u < kVPerThread; ++u) {
+      const int idx = threadIdx.x + u * kThreads, p = idx / 8, d8 = idx % 8;
+      raw[u] = make_uint4(0, 0, 0, 0);
+      if (t0 + p < n_pos_last)
+        raw[u] = reinterpret_cast<const uint4*>(
+            a.v_cache + static_cast<int64_t>(t0 + p) * a.kv_stride + g * kHd + dim0)[d8];
+    }
+#pragma unroll
+    for (int u = 0; u < kVPerThread; ++u) {
+      const int idx = threadIdx.x + u * kThreads, p = idx / 8, d8 = idx % 8;
+      reinterpret_cast<uint4*>(vs + p * kTileCols)[d8] = raw[u];
+      if (t0 + p >= n_pos_first) {
+        const __half2* hp = reinterpret_cast<const __half2*>(&raw[u]);
+#pragma unroll
+        for (int w = 0; w < 4; ++w) {
+          const float2 v = __half22float2(hp[w]);
+          bad = bad || !(isfinite(v.x) && isfinite(v.y));
+        }
+      }
+    }
+  }
 
   if (threadIdx.x < kTileRows) {  // the row maximum: over the row's live slots
     const int r = row0 + threadIdx.x;
@@ -202,16 +255,33 @@ __global__ void __launch_bounds__(kThreads, 2)
     m_s[threadIdx.x] = m;
   }
   __syncthreads();
-  for (int idx = threadIdx.x; idx < kAttnChunk * kTileRows; idx += kThreads) {
-    const int tl = idx % kAttnChunk, r = idx / kAttnChunk;  // positions fastest: coalesced
-    float e = 0.0f;
-    if (row0 + r < rows) {
-      const Row q = query_row(a, g, row0 + r);
-      if (t0 + tl < p0 + q.tok + 1)
-        e = numerics::exp_canonical(a.scores[q.th * a.n_ctx + t0 + tl] - m_s[r]);
+  // e for every (position, row) of the chunk: positions fastest (coalesced score reads), in
+  // batches of 16 loads in flight per thread.
+#pragma unroll 1
+  for (int u0 = 0; u0 < kScoresPerThread; u0 += kScoreBatch) {
+    float sc[kScoreBatch];
+#pragma unroll
+    for (int u = 0; u < kScoreBatch; ++u) {
+      const int idx = threadIdx.x + (u0 + u) * kThreads, tl = idx % kAttnChunk;
+      const int r = idx / kAttnChunk;
+      sc[u] = 0.0f;
+      if (row0 + r < rows) {
+        const Row q = query_row(a, g, row0 + r);
+        if (t0 + tl < p0 + q.tok + 1) sc[u] = a.scores[q.th * a.n_ctx + t0 + tl];
+      }
     }
-    es[tl * kStride + r] = e;
+#pragma unroll
+    for (int u = 0; u < kScoreBatch; ++u) {
+      const int idx = threadIdx.x + (u0 + u) * kThreads, tl = idx % kAttnChunk;
+      const int r = idx / kAttnChunk;
+      float e = 0.0f;
+      if (row0 + r < rows && t0 + tl < p0 + query_row(a, g, row0 + r).tok + 1)
+        e = numerics::exp_canonical(sc[u] - m_s[r]);
+      es[tl * kStride + r] = e;
+    }
   }
+  // Publishes es and vs, and tells every thread whether some row must skip a non-finite V value.
+  const bool exact_skip = __syncthreads_or(bad);
 
   const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
   int n_pos_row[4];  // positions each of this thread's rows sees (0: no such row)
@@ -222,52 +292,31 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
   const bool den_thread = dim0 == 0 && threadIdx.x < kTileRows;
   float st[16][6], den_st[6];
+  // Leaves in two nested loops (see scores_tile_kernel): constant leaf numbers for the stacks.
 #pragma unroll
-  for (int stage = 0; stage < 32 / kLeavesPerStage; ++stage) {
-    // V rows of the stage's positions: position p = 8j + i of the stage is 256c + l_j + 32i.
-    bool bad = false;
-    {
-      const int p = threadIdx.x / 8, d8 = threadIdx.x % 8;
-      const int t = t0 + bitrev5(kLeavesPerStage * stage + p / 8) + 32 * (p % 8);
-      uint4 raw = make_uint4(0, 0, 0, 0);
-      if (t < n_pos_last)
-        raw = reinterpret_cast<const uint4*>(a.v_cache + static_cast<int64_t>(t) * a.kv_stride +
-                                             g * kHd + dim0)[d8];
-      const __half2* hp = reinterpret_cast<const __half2*>(&raw);
-      float f[8];
+  for (int i0 = 0; i0 < 32; i0 += 4)
 #pragma unroll
-      for (int w = 0; w < 4; ++w) {
-        const float2 v = __half22float2(hp[w]);
-        f[2 * w] = v.x, f[2 * w + 1] = v.y;
-        bad = bad || (t >= n_pos_first && !(isfinite(v.x) && isfinite(v.y)));
-      }
-      float4* dst = reinterpret_cast<float4*>(vs + p * kTileCols + 8 * d8);
-      dst[0] = make_float4(f[0], f[1], f[2], f[3]);
-      dst[1] = make_float4(f[4], f[5], f[6], f[7]);
-    }
-    // The barrier also publishes es (first stage) and tells every thread whether some row must
-    // skip a non-finite V value in this stage.
-    const bool exact_skip = __syncthreads_or(bad);
-
-#pragma unroll
-    for (int j = 0; j < kLeavesPerStage; ++j) {
-      const int i = kLeavesPerStage * stage + j, l = bitrev5(i);
+    for (int i = i0; i < i0 + 4; ++i) {
+      const int l = bitrev5(i);
       float acc[16];
 #pragma unroll
       for (int o = 0; o < 16; ++o) acc[o] = 0.0f;
 #pragma unroll
       for (int pi = 0; pi < 8; ++pi) {  // positions 256c + l + 32 pi, in order
+        const int tl = l + 32 * pi;
         float ev[4], vv[4];
-        unpack4(*reinterpret_cast<const float4*>(es + (l + 32 * pi) * kStride + 4 * ty), ev);
-        unpack4(*reinterpret_cast<const float4*>(vs + (8 * j + pi) * kTileCols + 4 * tx), vv);
+        unpack4(*reinterpret_cast<const float4*>(es + tl * kStride + 4 * ty), ev);
+        const uint2 vraw = *reinterpret_cast<const uint2*>(vs + tl * kTileCols + 4 * tx);
+        const float2 v01 = __half22float2(*reinterpret_cast<const __half2*>(&vraw.x));
+        const float2 v23 = __half22float2(*reinterpret_cast<const __half2*>(&vraw.y));
+        vv[0] = v01.x, vv[1] = v01.y, vv[2] = v23.x, vv[3] = v23.y;
         if (!exact_skip) {
 #pragma unroll
           for (int o = 0; o < 16; ++o) acc[o] = acc[o] + ev[o / 4] * vv[o % 4];
         } else {
-          const int t = t0 + l + 32 * pi;
 #pragma unroll
           for (int o = 0; o < 16; ++o)
-            if (t < n_pos_row[o / 4]) acc[o] = acc[o] + ev[o / 4] * vv[o % 4];
+            if (t0 + tl < n_pos_row[o / 4]) acc[o] = acc[o] + ev[o / 4] * vv[o % 4];
         }
       }
 #pragma unroll
@@ -279,16 +328,14 @@ __global__ void __launch_bounds__(kThreads, 2)
         tree_push(den_st, i, d);
       }
     }
-    __syncthreads();  // the next stage overwrites vs
-  }
 
 #pragma unroll
   for (int ra = 0; ra < 4; ++ra) {
     if (t0 >= n_pos_row[ra]) continue;  // chunk not live for this row (or no such row)
     const int64_t base =
         (query_row(a, g, row0 + 4 * ty + ra).th * a.n_chunks + c) * kHd + dim0 + 4 * tx;
-#pragma unroll
-    for (int kb = 0; kb < 4; ++kb) a.chunk_val[base + kb] = st[4 * ra + kb][5];
+    *reinterpret_cast<float4*>(a.chunk_val + base) =
+        make_float4(st[4 * ra][5], st[4 * ra + 1][5], st[4 * ra + 2][5], st[4 * ra + 3][5]);
   }
   if (den_thread && row0 + static_cast<int>(threadIdx.x) < rows) {
     const Row q = query_row(a, g, row0 + threadIdx.x);
@@ -300,7 +347,7 @@ template <int E>
 int scores_smem() {
   return 2 * 32 * E * kStride * static_cast<int>(sizeof(float));
 }
-constexpr int kSumsSmem = (kAttnChunk * kStride + 8 * kLeavesPerStage * kTileCols) * 4;
+constexpr int kSumsSmem = kAttnChunk * kStride * 4 + kAttnChunk * kTileCols * 2;
 
 template <int E>
 void launch(const AttentionPrefillArgs& a, cudaStream_t stream) {

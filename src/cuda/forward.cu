@@ -14,7 +14,6 @@
 #include "cuda/rmsnorm.cuh"
 #include "cuda/rope_kv.cuh"
 #include "quant/quant.h"
-#include "util/error.h"
 
 namespace resident::cuda {
 namespace {
@@ -46,46 +45,24 @@ struct Projection {
   float* out;
   const float* bias;
 };
-
-// Whether matmul_shared_input takes the group through matvec_decode.
 template <size_t N>
-bool decode_shared(const Projection (&ps)[N], int n_tokens) {
+void matmul_shared_input(const Projection (&ps)[N], const float* x, const numerics::ActBlock* xq,
+                         int n_tokens, cudaStream_t s) {
   static const bool legacy = use_legacy("decode");
   const DeviceTensor& w0 = *ps[0].w;
   bool shared = n_tokens == 1 && !legacy;
   for (const Projection& p : ps)
     shared = shared && p.w->row_length == w0.row_length &&
              matvec_decode_supported(p.w->type, p.w->row_length);
-  return shared;
-}
-
-// The RMSNorm that matvec_decode runs in its prologue (y = norm(x) with weights w; n floats).
-struct FusedNorm {
-  const float* x;
-  const float* w;
-  float eps;
-  int n;
-};
-
-// With `norm` (only where decode_shared and matvec_decode_norm_supported hold), x and xq are not
-// read: every matvec_decode launch of the group computes the normed, quantized input itself.
-template <size_t N>
-void matmul_shared_input(const Projection (&ps)[N], const float* x, const numerics::ActBlock* xq,
-                         int n_tokens, cudaStream_t s, const FusedNorm* norm = nullptr) {
-  const DeviceTensor& w0 = *ps[0].w;
-  if (!decode_shared(ps, n_tokens)) {
-    if (norm) throw Error("cuda forward: fused norm for a projection matvec_decode does not take");
+  if (!shared) {
     for (const Projection& p : ps) matmul(*p.w, x, xq, n_tokens, p.out, s, p.bias);
     return;
   }
-  if (norm && norm->n != w0.row_length)
-    throw Error("cuda forward: fused norm length differs from the row length");
   for (size_t i = 0; i < N;) {
     MatvecDecodeArgs a;
     a.type = ps[i].w->type;
     a.n = w0.row_length;
     a.xq = xq;
-    if (norm) a.norm_x = norm->x, a.norm_w = norm->w, a.norm_eps = norm->eps;
     for (; i < N && ps[i].w->type == a.type && a.n_segments < kMaxDecodeSegments; ++i)
       a.seg[a.n_segments++] = {ps[i].w->data, ps[i].w->rows, ps[i].out, ps[i].bias, false};
     matvec_decode(a, s);
@@ -142,15 +119,6 @@ void forward_layers(const DeviceModel& m, const KvCache& kv, const Workspace& ws
   // Activation quantization fused into its producer (rmsnorm, attention combine, swiglu):
   // the same quantize_act_block on the same floats, 4 launches fewer per layer.
   static const bool fuse = !use_legacy("fuse");
-  // Decode: the attention and FFN norms run in the prologue of the q/k/v and gate/up
-  // matvec_decode launches (each thread block norms and quantizes the one token itself; same bits
-  // as rmsnorm_quant's blocks): two kernels fewer per layer, each ~2.8 us in the decode graph by
-  // the timing probes (docs/perf.md, "CUDA decode, round 3"). ws.h (the float normed activations)
-  // is then not written; only the float-activation matmul path reads it, which a group taken by
-  // matvec_decode never uses. RESIDENT_CUDA_LEGACY=norm_fuse: the separate norm kernel. (Timing
-  // probes: "norm" then covers only norms that stay separate; "qkv" and "gate_up" include it.)
-  static const bool norm_fuse = !use_legacy("norm_fuse");
-  const bool fuse_norm = n == 1 && fuse && norm_fuse && matvec_decode_norm_supported(d);
 
   embed(m.token_embd.type, m.token_embd.data, d, c.vocab_size, ids, n, ws.x, s);
 
@@ -160,20 +128,16 @@ void forward_layers(const DeviceModel& m, const KvCache& kv, const Workspace& ws
     uint16_t* v_cache = kv.v + static_cast<int64_t>(il) * kv.n_ctx * kvd;
 
     // Attention block: h = norm(x); q, k, v = W h + b; rope; cache; attention; x += Wo attn.
+    probed("norm", [&] {  // xq shared by q, k and v
+      norm_and_quantize(ws.x, L.attn_norm.f32(), c.rms_eps, d, n, ws.h, ws.xq, fuse, s);
+    });
     const Projection qkv[] = {
         {&L.wq, ws.q, L.bq.f32()}, {&L.wk, ws.k, L.bk.f32()}, {&L.wv, ws.v, L.bv.f32()}};
-    const FusedNorm attn_norm{ws.x, L.attn_norm.f32(), c.rms_eps, d};
-    const bool qkv_norm = fuse_norm && decode_shared(qkv, n);
-    if (!qkv_norm) {
-      probed("norm", [&] {  // xq shared by q, k and v
-        norm_and_quantize(ws.x, L.attn_norm.f32(), c.rms_eps, d, n, ws.h, ws.xq, fuse, s);
-      });
-    }
     probed("qkv", [&] {
       if (n > 1)
         matmul_forked(qkv, ws.h, ws.xq, n, ws, s);
       else
-        matmul_shared_input(qkv, ws.h, ws.xq, n, s, qkv_norm ? &attn_norm : nullptr);
+        matmul_shared_input(qkv, ws.h, ws.xq, n, s);
     });
 
     // Rope, K/V cache write and attention: one launch for a decode token (attention_decode.cu),
@@ -214,17 +178,11 @@ void forward_layers(const DeviceModel& m, const KvCache& kv, const Workspace& ws
     probed("o", [&] { matmul(L.wo, ws.attn, ws.xq, n, ws.x, s, nullptr, /*accumulate=*/true); });
 
     // Feed-forward block: h = norm(x); x += W_down (silu(W_gate h) * (W_up h)).
-    const Projection gate_up[] = {{&L.w_gate, ws.gate, nullptr}, {&L.w_up, ws.up, nullptr}};
-    const FusedNorm ffn_norm{ws.x, L.ffn_norm.f32(), c.rms_eps, d};
-    const bool gate_up_norm = fuse_norm && decode_shared(gate_up, n);
-    if (!gate_up_norm) {
-      probed("norm", [&] {  // xq shared by gate and up
-        norm_and_quantize(ws.x, L.ffn_norm.f32(), c.rms_eps, d, n, ws.h, ws.xq, fuse, s);
-      });
-    }
-    probed("gate_up", [&] {
-      matmul_shared_input(gate_up, ws.h, ws.xq, n, s, gate_up_norm ? &ffn_norm : nullptr);
+    probed("norm", [&] {  // xq shared by gate and up
+      norm_and_quantize(ws.x, L.ffn_norm.f32(), c.rms_eps, d, n, ws.h, ws.xq, fuse, s);
     });
+    const Projection gate_up[] = {{&L.w_gate, ws.gate, nullptr}, {&L.w_up, ws.up, nullptr}};
+    probed("gate_up", [&] { matmul_shared_input(gate_up, ws.h, ws.xq, n, s); });
     if (fuse) {
       probed("swiglu", [&] {
         swiglu_quant(ws.gate, ws.up, ws.gate, ws.xq, static_cast<int64_t>(n) * ff, s);

@@ -15,18 +15,10 @@
 // 32-blocks t, t + 256, ... of the group's rows with the format's own decoder. After a barrier,
 // thread i adds row i's partials p_0, p_1, ... in j order from 0.0f: the spec's sequential sum,
 // bit for bit the CPU's and matvec()'s.
-//
-// Fused norm (decode's attention and FFN norms, MatvecDecodeArgs::norm_x): timing probes put each
-// separate rmsnorm_quant launch at ~2.8 us inside the decode graph (docs/perf.md, "CUDA decode,
-// round 3"), two per layer, mostly its own serial latency. Instead every thread block runs the
-// same rmsnorm_quant_block (rmsnorm_block.cuh) on the one token after the PDL wait, straight into
-// its shared activation blocks: the same bits as rmsnorm_quant's yq, two kernels fewer per layer.
-// The norm weights are read into registers before the wait (never written, like the matrices).
 #include <algorithm>
 #include <cstdlib>
 #include <mutex>
 #include <string>
-#include <type_traits>
 #include <unordered_map>
 
 #include "cuda/cuda_check.h"
@@ -34,7 +26,6 @@
 #include "cuda/matvec_decode.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/quant_blocks.h"
-#include "cuda/rmsnorm_block.cuh"
 #include "quant/quant.h"
 #include "util/error.h"
 
@@ -44,7 +35,6 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kBlocksPerThread = 3;  // target 32-blocks per thread: rows per block = 768 / (n/32)
 constexpr int kMaxRows = 64;
-static_assert(kThreads == kNormThreads, "the fused norm maps thread k to sum256's partial k");
 
 struct Params {
   const uint8_t* w[kMaxDecodeSegments];
@@ -61,9 +51,6 @@ struct Params {
   int act_bytes;    // staged activation blocks, 16-byte multiple
   int w_bytes;      // staged weight bytes: R rows at any 16-byte alignment, 16-byte multiple
   const numerics::ActBlock* xq;
-  const float* norm_x;  // fused norm (matvec_decode_kernel<B, true>): x, w, eps
-  const float* norm_w;
-  float norm_eps;
 };
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
@@ -110,23 +97,9 @@ __device__ __forceinline__ void stage_group(const Params& p, const Group& gr, ui
 
 // One wave of thread blocks; block b takes groups b, b + gridDim.x, ... The next group's bytes
 // are copied while the current one is computed (two buffers). The first copy is issued before
-// the PDL wait: weights are never written, so it overlaps the previous kernel's tail. kNorm: the
-// activation blocks are computed from p.norm_x (the fused RMSNorm) instead of copied from p.xq.
-//
-// Registers: the plain kernels use 48 (Q4_K) to 62 (Q6_K) under the cap of 64 that 4 blocks per
-// SM give (ptxas -v, CUDA 13.0, sm_90). The norm prologue's two 16-float arrays would raise every
-// fused kernel to the cap, which costs Q4_K (the q/k and gate/up type of Q4_K_M files) its fifth
-// resident block; compiled for 5 blocks it stays at 48 (with 4 bytes of spill that the prologue
-// causes: without it the same bound gives 47 and none). The other types stay at 4 blocks per SM
-// either way (registers or shared memory). Occupancy only: the bits do not depend on it.
+// the PDL wait: weights are never written, so it overlaps the previous kernel's tail.
 template <typename B>
-constexpr int min_blocks(bool norm) {
-  return norm && std::is_same_v<B, blocks::Q4_K> ? 5 : 4;
-}
-
-template <typename B, bool kNorm>
-__global__ void __launch_bounds__(kThreads, min_blocks<B>(kNorm))
-    matvec_decode_kernel(const Params p) {
+__global__ void __launch_bounds__(kThreads, 4) matvec_decode_kernel(const Params p) {
   extern __shared__ uint4 smem[];
   pdl_trigger();
   const int tid = threadIdx.x;
@@ -136,28 +109,18 @@ __global__ void __launch_bounds__(kThreads, min_blocks<B>(kNorm))
   float* part = reinterpret_cast<float*>(w_s + 2 * p.w_bytes);
   const int64_t n_groups = p.group_end[p.n_segments - 1];
 
+  const int i0 = tid / nb, j0 = tid - i0 * nb, step_i = kThreads / nb, step_j = kThreads % nb;
   int64_t g = blockIdx.x;
   Group cur = locate(p, g);
   stage_group(p, cur, w_s);
-  [[maybe_unused]] float norm_wv[kNormPerThread];
-  if constexpr (kNorm) norm_load(p.norm_w, nb * numerics::kActBlock, norm_wv);
 
-  pdl_wait();  // the activation blocks (or the norm's input) come from the previous kernel
-  if constexpr (kNorm) {
-    float xv[kNormPerThread];
-    norm_load(p.norm_x, nb * numerics::kActBlock, xv);
-    // The sum tree borrows the partials area (at least sizeof(NormTree), partials_bytes): nothing
-    // else touches it before the loop's first barrier, which each thread reaches only after
-    // reading the scale (the weight copies in flight go to w_s, not there).
-    rmsnorm_quant_block(xv, norm_wv, p.norm_eps, nb * numerics::kActBlock,
-                        *reinterpret_cast<NormTree*>(part), nullptr, a_s);
-  } else {
+  pdl_wait();  // the activation blocks come from the previous kernel
+  {
     const int* xs = reinterpret_cast<const int*>(p.xq);
     int* as = reinterpret_cast<int*>(a_s);
     const int n_words = nb * static_cast<int>(sizeof(numerics::ActBlock) / 4);
     for (int i = tid; i < n_words; i += kThreads) as[i] = xs[i];
   }
-  // Either way the loop's first barrier orders these a_s writes before any partial reads them.
 
   for (int k = 0; g < n_groups; ++k, g += gridDim.x) {
     uint8_t* buf = w_s + (k & 1) * p.w_bytes;
@@ -175,9 +138,12 @@ __global__ void __launch_bounds__(kThreads, min_blocks<B>(kNorm))
     __syncthreads();
 
     const uint8_t* rows = buf + (reinterpret_cast<uintptr_t>(cur.start) & 15);
-    for (int it = tid; it < cur.n * nb; it += kThreads) {
-      const int i = it / nb, j = it - i * nb;
+    // Item it = i * nb + j, stepped by kThreads without a division per item (i0, j0 and the
+    // step's quotient and remainder come once per block).
+    for (int i = i0, j = j0; i < cur.n;) {
       part[i * p.part_stride + j] = B::partial(B::load(rows + i * p.row_bytes, j), a_s[j]);
+      i += step_i, j += step_j;
+      if (j >= nb) j -= nb, ++i;
     }
     __syncthreads();
 
@@ -209,13 +175,8 @@ int round16(int64_t v) {
   return static_cast<int>((v + 15) & ~int64_t{15});
 }
 
-// The partials area: R rows of partials, at least the fused norm's sum tree (which borrows it).
-int64_t partials_bytes(int64_t rows, int64_t part_stride) {
-  return std::max<int64_t>(rows * part_stride * 4, sizeof(NormTree));
-}
-
-// Resident thread blocks per SM for a shared-memory size, asked once per (format, norm, size).
-template <typename B, bool kNorm>
+// Resident thread blocks per SM for a shared-memory size, asked once per (format, size).
+template <typename B>
 int blocks_per_sm(int smem) {
   static std::mutex mutex;
   static std::unordered_map<int, int> cache;
@@ -223,34 +184,27 @@ int blocks_per_sm(int smem) {
   auto it = cache.find(smem);
   if (it != cache.end()) return it->second;
   int per_sm = 0;
-  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, matvec_decode_kernel<B, kNorm>,
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, matvec_decode_kernel<B>,
                                                            kThreads, smem));
   cache.emplace(smem, per_sm);
   return per_sm;
 }
 
-template <typename B, bool kNorm>
-void launch_as(const Params& p, int64_t groups, cudaStream_t stream) {
-  const int smem = static_cast<int>(p.act_bytes + 2 * p.w_bytes +
-                                    partials_bytes(p.group_rows, p.part_stride));  // <= 48 KB
-  const int per_sm = blocks_per_sm<B, kNorm>(smem);
-  if (per_sm < 1) throw Error("cuda matvec_decode: a thread block does not fit on an SM");
-  const int64_t grid = std::min<int64_t>(groups, static_cast<int64_t>(per_sm) * current_sm_count());
-  launch_pdl(matvec_decode_kernel<B, kNorm>, dim3(static_cast<unsigned>(grid)), dim3(kThreads),
-             smem, stream, p);
-}
-
 template <typename B>
 void launch(const Params& p, int64_t groups, cudaStream_t stream) {
-  if (p.norm_x) return launch_as<B, true>(p, groups, stream);
-  launch_as<B, false>(p, groups, stream);
+  const int smem = p.act_bytes + 2 * p.w_bytes + p.group_rows * p.part_stride * 4;  // <= 48 KB
+  const int per_sm = blocks_per_sm<B>(smem);
+  if (per_sm < 1) throw Error("cuda matvec_decode: a thread block does not fit on an SM");
+  const int64_t grid = std::min<int64_t>(groups, static_cast<int64_t>(per_sm) * current_sm_count());
+  launch_pdl(matvec_decode_kernel<B>, dim3(static_cast<unsigned>(grid)), dim3(kThreads), smem,
+             stream, p);
 }
 
 // Shared memory of a block: activation blocks, two buffers of R rows of weights (+16 for the
-// alignment shift), R rows of partials (at least the fused norm's sum tree).
+// alignment shift), R rows of partials.
 int64_t smem_bytes(int64_t n_blocks, int64_t row_bytes, int rows) {
   return round16(n_blocks * static_cast<int64_t>(sizeof(numerics::ActBlock))) +
-         2 * round16(rows * row_bytes + 16) + partials_bytes(rows, n_blocks | 1);
+         2 * round16(rows * row_bytes + 16) + rows * (n_blocks | 1) * 4;
 }
 
 // Rows per thread block: about kBlocksPerThread 32-blocks per thread, fewer where shared memory
@@ -276,23 +230,12 @@ bool matvec_decode_supported(quant::Type type, int64_t n) {
   return rows_per_block(n / 32, static_cast<int64_t>(quant::row_bytes(info, n))) > 0;
 }
 
-bool matvec_decode_norm_supported(int64_t n) {
-  return n >= numerics::kActBlock && n % numerics::kActBlock == 0 && n <= kNormMaxN;
-}
-
 void matvec_decode(const MatvecDecodeArgs& a, cudaStream_t stream) {
   const auto& info = quant::type_info(a.type);
   const std::string what = "cuda matvec_decode (" + std::string(info.name) + "): ";
   if (!matvec_decode_supported(a.type, a.n))
     throw Error(what + "row length " + std::to_string(a.n) + " not supported");
-  if (a.norm_x) {
-    if (!a.norm_w) throw Error(what + "fused norm without weights");
-    if (!matvec_decode_norm_supported(a.n))
-      throw Error(what + "fused norm needs a row length that is a multiple of 32 up to " +
-                  std::to_string(kNormMaxN) + ", not " + std::to_string(a.n));
-  } else if (!a.xq) {
-    throw Error(what + "null activation blocks");
-  }
+  if (!a.xq) throw Error(what + "null activation blocks");
   if (a.n_segments < 1 || a.n_segments > kMaxDecodeSegments)
     throw Error(what + "1 to " + std::to_string(kMaxDecodeSegments) + " segments");
   Params p = {};
@@ -320,9 +263,6 @@ void matvec_decode(const MatvecDecodeArgs& a, cudaStream_t stream) {
   p.act_bytes = round16(static_cast<int64_t>(p.n_blocks) * sizeof(numerics::ActBlock));
   p.w_bytes = round16(p.group_rows * p.row_bytes + 16);
   p.xq = a.xq;
-  p.norm_x = a.norm_x;
-  p.norm_w = a.norm_w;
-  p.norm_eps = a.norm_eps;
 
   switch (a.type) {
     case quant::Type::Q4_0:

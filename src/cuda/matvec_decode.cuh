@@ -1,7 +1,7 @@
 // Decode matvec (one token, int8-activation weight types): each row's 32-blocks split over a
 // thread block (matvec_decode.cu). One launch covers up to three matrices with the same input
-// (q/k/v, gate/up), optionally with the RMSNorm of its input fused in. Bits equal matvec()'s and
-// the CPU's (docs/numerics.md: per-row sequential sum of the per-block partials).
+// (q/k/v, gate/up). Bits equal matvec()'s and the CPU's (docs/numerics.md: per-row sequential
+// sum of the per-block partials).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -30,13 +30,6 @@ struct MatvecDecodeArgs {
   const numerics::ActBlock* xq = nullptr;  // (n / 32) blocks of the one token
   DecodeSegment seg[kMaxDecodeSegments];
   int n_segments = 0;
-  // Optional fused RMSNorm (decode's attention / FFN norm): with norm_x set, every thread block
-  // computes the activation blocks itself from norm_x (the n un-normed floats) and norm_w (n
-  // weights), bit for bit rmsnorm_quant's yq, and xq is not read. Needs
-  // matvec_decode_norm_supported(n).
-  const float* norm_x = nullptr;
-  const float* norm_w = nullptr;
-  float norm_eps = 0.0f;
 };
 
 inline constexpr int kMaxDecodeSmem = 48 * 1024;  // per thread block: no opt-in needed
@@ -44,10 +37,6 @@ inline constexpr int kMaxDecodeSmem = 48 * 1024;  // per thread block: no opt-in
 // Whether matvec_decode handles this weight type and row length (int8 types whose activation
 // blocks, two row groups and partials fit kMaxDecodeSmem).
 bool matvec_decode_supported(quant::Type type, int64_t n);
-
-// Whether matvec_decode can fuse the RMSNorm for row length n: n % 32 == 0 and n <= 4096 (256
-// threads x 16 elements in registers, as rmsnorm_quant's register kernel).
-bool matvec_decode_norm_supported(int64_t n);
 
 // Checks the preconditions (throws resident::Error) and launches on `stream` (with PDL).
 void matvec_decode(const MatvecDecodeArgs& args, cudaStream_t stream);
