@@ -188,6 +188,46 @@ __global__ void __launch_bounds__(kThreads, 2) scores_tile_kernel(const Attentio
   }
 }
 
+// Pass 2's shared-memory operands for one thread: e (kAttnChunk x kStride floats), V (kAttnChunk x
+// kTileCols halves), the thread's 4 rows (4 ty ..) and 4 dims (4 tx ..), the chunk's first
+// position.
+struct SumsTile {
+  const float* es;
+  const __half* vs;
+  int ty, tx, t0;
+};
+
+// Lane l's partials for the thread's 4 x 4 outputs: positions 256c + l + 32 pi, pi = 0..7 in
+// order, from 0.0f. kSkip: positions a row does not see are skipped (else added as e = 0).
+template <bool kSkip>
+__device__ __forceinline__ void leaf_sums(const SumsTile& t, int l, const int (&n_pos_row)[4],
+                                          float (&acc)[16]) {
+#pragma unroll
+  for (int o = 0; o < 16; ++o) acc[o] = 0.0f;
+#pragma unroll 1
+  for (int pi = 0; pi < 8; ++pi) {
+    const int tl = l + 32 * pi;
+    float ev[4], vv[4];
+    unpack4(*reinterpret_cast<const float4*>(t.es + tl * kStride + 4 * t.ty), ev);
+    const uint2 vraw = *reinterpret_cast<const uint2*>(t.vs + tl * kTileCols + 4 * t.tx);
+    const float2 v01 = __half22float2(*reinterpret_cast<const __half2*>(&vraw.x));
+    const float2 v23 = __half22float2(*reinterpret_cast<const __half2*>(&vraw.y));
+    vv[0] = v01.x, vv[1] = v01.y, vv[2] = v23.x, vv[3] = v23.y;
+#pragma unroll
+    for (int o = 0; o < 16; ++o)
+      if (!kSkip || t.t0 + tl < n_pos_row[o / 4]) acc[o] = acc[o] + ev[o / 4] * vv[o % 4];
+  }
+}
+
+// Lane l's partial of the denominator for row r of the tile (e >= 0 and masked e = +0: adding
+// them is exact).
+__device__ __forceinline__ float leaf_den(const SumsTile& t, int l, int r) {
+  float d = 0.0f;
+#pragma unroll
+  for (int pi = 0; pi < 8; ++pi) d = d + t.es[(l + 32 * pi) * kStride + r];
+  return d;
+}
+
 // Pass 2: for chunk c and a 64-row x 64-dim tile, chunk_val = possum_t(e_t * v_{t,d}) and (dim
 // tile 0) chunk_den = possum_t(e_t), e_t = exp_canonical(s_t - m) with m the row maximum. The
 // chunk's e (as floats) and V slice (as halves) are staged in shared memory once, every global
@@ -291,43 +331,38 @@ __global__ void __launch_bounds__(kThreads, 2)
     n_pos_row[ra] = r < rows ? p0 + query_row(a, g, r).tok + 1 : 0;
   }
   const bool den_thread = dim0 == 0 && threadIdx.x < kTileRows;
+  const SumsTile tile{es, vs, ty, tx, t0};
   float st[16][6], den_st[6];
-  // Leaves in two nested loops (see scores_tile_kernel): constant leaf numbers for the stacks.
+  if (!exact_skip) {
+    // Leaves in two nested loops (see scores_tile_kernel): constant leaf numbers keep the
+    // stacks in registers. The positions loop stays rolled: unrolled, the kernel's code (470 KB)
+    // thrashed the instruction cache (280 us per layer at 512 tokens).
 #pragma unroll
-  for (int i0 = 0; i0 < 32; i0 += 4)
+    for (int i0 = 0; i0 < 32; i0 += 4)
 #pragma unroll
-    for (int i = i0; i < i0 + 4; ++i) {
-      const int l = bitrev5(i);
+      for (int i = i0; i < i0 + 4; ++i) {
+        float acc[16];
+        leaf_sums<false>(tile, bitrev5(i), n_pos_row, acc);
+#pragma unroll
+        for (int o = 0; o < 16; ++o) tree_push(st[o], i, acc[o]);
+        if (den_thread) tree_push(den_st, i, leaf_den(tile, bitrev5(i), threadIdx.x));
+      }
+  } else {
+    // Rare (a non-finite V value that some rows must skip): the same sums with the masked
+    // positions skipped one by one, leaves in a rolled loop (stacks in local memory).
+    float sst[16][6], dst[6];
+#pragma unroll 1
+    for (int i = 0; i < 32; ++i) {
       float acc[16];
+      leaf_sums<true>(tile, bitrev5(i), n_pos_row, acc);
 #pragma unroll
-      for (int o = 0; o < 16; ++o) acc[o] = 0.0f;
-#pragma unroll
-      for (int pi = 0; pi < 8; ++pi) {  // positions 256c + l + 32 pi, in order
-        const int tl = l + 32 * pi;
-        float ev[4], vv[4];
-        unpack4(*reinterpret_cast<const float4*>(es + tl * kStride + 4 * ty), ev);
-        const uint2 vraw = *reinterpret_cast<const uint2*>(vs + tl * kTileCols + 4 * tx);
-        const float2 v01 = __half22float2(*reinterpret_cast<const __half2*>(&vraw.x));
-        const float2 v23 = __half22float2(*reinterpret_cast<const __half2*>(&vraw.y));
-        vv[0] = v01.x, vv[1] = v01.y, vv[2] = v23.x, vv[3] = v23.y;
-        if (!exact_skip) {
-#pragma unroll
-          for (int o = 0; o < 16; ++o) acc[o] = acc[o] + ev[o / 4] * vv[o % 4];
-        } else {
-#pragma unroll
-          for (int o = 0; o < 16; ++o)
-            if (t0 + tl < n_pos_row[o / 4]) acc[o] = acc[o] + ev[o / 4] * vv[o % 4];
-        }
-      }
-#pragma unroll
-      for (int o = 0; o < 16; ++o) tree_push(st[o], i, acc[o]);
-      if (den_thread) {  // e >= 0 and masked e = +0: adding them is exact
-        float d = 0.0f;
-#pragma unroll
-        for (int pi = 0; pi < 8; ++pi) d = d + es[(l + 32 * pi) * kStride + threadIdx.x];
-        tree_push(den_st, i, d);
-      }
+      for (int o = 0; o < 16; ++o) tree_push(sst[o], i, acc[o]);
+      if (den_thread) tree_push(dst, i, leaf_den(tile, bitrev5(i), threadIdx.x));
     }
+#pragma unroll
+    for (int o = 0; o < 16; ++o) st[o][5] = sst[o][5];
+    den_st[5] = dst[5];
+  }
 
 #pragma unroll
   for (int ra = 0; ra < 4; ++ra) {
