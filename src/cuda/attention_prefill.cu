@@ -4,9 +4,8 @@
 //
 // Why: the per-(chunk, head, token) passes of attention.cu read every K / V row once per query:
 // at 512 tokens from position 0 the ncu profile put them at 9.4 ms of a 29.3 ms prefill (L2
-// bound: ~1.6 GB of L2 reads per layer and pass). Here a block owns a tile of outputs (pass 1:
-// 64 query rows x 64 keys; pass 2: 32 query rows x 64 dims of one chunk), stages its operands
-// in shared memory once, and each thread computes a 4 x 4 register tile.
+// bound: ~1.6 GB of L2 reads per layer and pass). Here a block owns a 64 x 64 tile of outputs,
+// stages its operands in shared memory once, and each thread computes a 4 x 4 register tile.
 //
 // How the order stays the spec's: a score is dot128 = 32 lane partials p_l (p_l = q_l k_l +
 // q_{l+32} k_{l+32} + ..., products then adds in element order) reduced by the tree s = 16..1
@@ -39,11 +38,7 @@ constexpr int kThreads = 256;
 constexpr int kTileRows = 64;           // query rows (token, q head of the kv group) per block
 constexpr int kTileCols = 64;           // keys (pass 1) or output dims (pass 2) per block
 constexpr int kStride = kTileRows + 4;  // shared rows: 16-byte aligned, 4 banks apart
-// Pass 2 blocks own 32 rows (4 x 4 outputs per thread, 128 threads): with 64 rows a 512-token
-// pass had 288 live blocks for 264 slots (two waves); smaller blocks fit 3 per SM.
-constexpr int kSumsRows = 32;
-constexpr int kSumsThreads = kSumsRows / 4 * 16;
-constexpr int kSumsStride = kSumsRows + 4;
+constexpr int kLeavesPerStage = 4;      // pass 2 stages V for 4 lanes = 32 positions at a time
 constexpr unsigned kFull = 0xffffffffu;
 
 static_assert(kAttnSlot == kTileCols, "one pass-1 block writes one slot maximum per row");
@@ -193,9 +188,9 @@ __global__ void __launch_bounds__(kThreads, 2) scores_tile_kernel(const Attentio
   }
 }
 
-// Pass 2's shared-memory operands for one thread: e (kAttnChunk x kSumsStride floats), V
-// (kAttnChunk x kTileCols halves), the thread's 4 rows (4 ty ..) and 4 dims (4 tx ..), the chunk's
-// first position.
+// Pass 2's shared-memory operands for one thread: e (kAttnChunk x kStride floats), V (kAttnChunk x
+// kTileCols halves), the thread's 4 rows (4 ty ..) and 4 dims (4 tx ..), the chunk's first
+// position.
 struct SumsTile {
   const float* es;
   const __half* vs;
@@ -213,7 +208,7 @@ __device__ __forceinline__ void leaf_sums(const SumsTile& t, int l, const int (&
   for (int pi = 0; pi < 8; ++pi) {
     const int tl = l + 32 * pi;
     float ev[4], vv[4];
-    unpack4(*reinterpret_cast<const float4*>(t.es + tl * kSumsStride + 4 * t.ty), ev);
+    unpack4(*reinterpret_cast<const float4*>(t.es + tl * kStride + 4 * t.ty), ev);
     const uint2 vraw = *reinterpret_cast<const uint2*>(t.vs + tl * kTileCols + 4 * t.tx);
     const float2 v01 = __half22float2(*reinterpret_cast<const __half2*>(&vraw.x));
     const float2 v23 = __half22float2(*reinterpret_cast<const __half2*>(&vraw.y));
@@ -229,33 +224,33 @@ __device__ __forceinline__ void leaf_sums(const SumsTile& t, int l, const int (&
 __device__ __forceinline__ float leaf_den(const SumsTile& t, int l, int r) {
   float d = 0.0f;
 #pragma unroll
-  for (int pi = 0; pi < 8; ++pi) d = d + t.es[(l + 32 * pi) * kSumsStride + r];
+  for (int pi = 0; pi < 8; ++pi) d = d + t.es[(l + 32 * pi) * kStride + r];
   return d;
 }
 
-// Pass 2: for chunk c and a 32-row x 64-dim tile, chunk_val = possum_t(e_t * v_{t,d}) and (dim
+// Pass 2: for chunk c and a 64-row x 64-dim tile, chunk_val = possum_t(e_t * v_{t,d}) and (dim
 // tile 0) chunk_den = possum_t(e_t), e_t = exp_canonical(s_t - m) with m the row maximum. The
 // chunk's e (as floats) and V slice (as halves) are staged in shared memory once, every global
 // load of a thread issued before its first use (the first version staged V in eight dependent
 // steps and loaded one score per loop iteration: 240 us per layer at 512 tokens, latency-bound).
 template <int E>
-__global__ void __launch_bounds__(kSumsThreads, 3)
+__global__ void __launch_bounds__(kThreads, 2)
     chunk_sums_tile_kernel(const AttentionPrefillArgs a) {
   constexpr int kHd = 32 * E, kDimTiles = kHd / kTileCols;
-  constexpr int kScoresPerThread = kAttnChunk * kSumsRows / kSumsThreads;  // 64
+  constexpr int kScoresPerThread = kAttnChunk * kTileRows / kThreads;  // 64
   constexpr int kScoreBatch = 16;
-  constexpr int kVPerThread = kAttnChunk * kTileCols / 8 / kSumsThreads;  // 16 x 16 bytes
+  constexpr int kVPerThread = kAttnChunk * kTileCols / 8 / kThreads;  // 8 x 16 bytes
   extern __shared__ float4 smem[];
-  float* es = reinterpret_cast<float*>(smem);  // [kAttnChunk][kSumsStride]: e of (position, row)
-  __half* vs = reinterpret_cast<__half*>(es + kAttnChunk * kSumsStride);  // [kAttnChunk][kTileCols]
-  __shared__ float m_s[kSumsRows];
+  float* es = reinterpret_cast<float*>(smem);  // [kAttnChunk][kStride]: e of (position, row)
+  __half* vs = reinterpret_cast<__half*>(es + kAttnChunk * kStride);  // [kAttnChunk][kTileCols]
+  __shared__ float m_s[kTileRows];
   pdl_trigger();
   pdl_wait();
   const int c = blockIdx.x, g = blockIdx.z / kDimTiles, dim0 = (blockIdx.z % kDimTiles) * kTileCols;
-  const int rows = a.n_tokens * a.group, row0 = blockIdx.y * kSumsRows;
+  const int rows = a.n_tokens * a.group, row0 = blockIdx.y * kTileRows;
   const int p0 = *a.pos, t0 = c * kAttnChunk;
   const int n_pos_first = p0 + row0 / a.group + 1;
-  const int n_pos_last = p0 + (min(row0 + kSumsRows, rows) - 1) / a.group + 1;
+  const int n_pos_last = p0 + (min(row0 + kTileRows, rows) - 1) / a.group + 1;
   if (t0 >= n_pos_last) return;
 
   // V slice of the chunk: position t0 + p, dims dim0 .. dim0 + 63, 8 halves per load. Positions
@@ -265,7 +260,7 @@ __global__ void __launch_bounds__(kSumsThreads, 3)
     uint4 raw[kVPerThread];
 #pragma unroll
     for (int u = 0; u < kVPerThread; ++u) {
-      const int idx = threadIdx.x + u * kSumsThreads, p = idx / 8, d8 = idx % 8;
+      const int idx = threadIdx.x + u * kThreads, p = idx / 8, d8 = idx % 8;
       raw[u] = make_uint4(0, 0, 0, 0);
       if (t0 + p < n_pos_last)
         raw[u] = reinterpret_cast<const uint4*>(
@@ -273,7 +268,7 @@ __global__ void __launch_bounds__(kSumsThreads, 3)
     }
 #pragma unroll
     for (int u = 0; u < kVPerThread; ++u) {
-      const int idx = threadIdx.x + u * kSumsThreads, p = idx / 8, d8 = idx % 8;
+      const int idx = threadIdx.x + u * kThreads, p = idx / 8, d8 = idx % 8;
       reinterpret_cast<uint4*>(vs + p * kTileCols)[d8] = raw[u];
       if (t0 + p >= n_pos_first) {
         const __half2* hp = reinterpret_cast<const __half2*>(&raw[u]);
@@ -286,7 +281,7 @@ __global__ void __launch_bounds__(kSumsThreads, 3)
     }
   }
 
-  if (threadIdx.x < kSumsRows) {  // the row maximum: over the row's live slots
+  if (threadIdx.x < kTileRows) {  // the row maximum: over the row's live slots
     const int r = row0 + threadIdx.x;
     float m = -INFINITY;
     if (r < rows) {
@@ -307,7 +302,7 @@ __global__ void __launch_bounds__(kSumsThreads, 3)
     float sc[kScoreBatch];
 #pragma unroll
     for (int u = 0; u < kScoreBatch; ++u) {
-      const int idx = threadIdx.x + (u0 + u) * kSumsThreads, tl = idx % kAttnChunk;
+      const int idx = threadIdx.x + (u0 + u) * kThreads, tl = idx % kAttnChunk;
       const int r = idx / kAttnChunk;
       sc[u] = 0.0f;
       if (row0 + r < rows) {
@@ -317,12 +312,12 @@ __global__ void __launch_bounds__(kSumsThreads, 3)
     }
 #pragma unroll
     for (int u = 0; u < kScoreBatch; ++u) {
-      const int idx = threadIdx.x + (u0 + u) * kSumsThreads, tl = idx % kAttnChunk;
+      const int idx = threadIdx.x + (u0 + u) * kThreads, tl = idx % kAttnChunk;
       const int r = idx / kAttnChunk;
       float e = 0.0f;
       if (row0 + r < rows && t0 + tl < p0 + query_row(a, g, row0 + r).tok + 1)
         e = numerics::exp_canonical(sc[u] - m_s[r]);
-      es[tl * kSumsStride + r] = e;
+      es[tl * kStride + r] = e;
     }
   }
   // Publishes es and vs, and tells every thread whether some row must skip a non-finite V value.
@@ -335,7 +330,7 @@ __global__ void __launch_bounds__(kSumsThreads, 3)
     const int r = row0 + 4 * ty + ra;
     n_pos_row[ra] = r < rows ? p0 + query_row(a, g, r).tok + 1 : 0;
   }
-  const bool den_thread = dim0 == 0 && threadIdx.x < kSumsRows;
+  const bool den_thread = dim0 == 0 && threadIdx.x < kTileRows;
   const SumsTile tile{es, vs, ty, tx, t0};
   float st[16][6], den_st[6];
   if (!exact_skip) {
@@ -387,7 +382,7 @@ template <int E>
 int scores_smem() {
   return 2 * 32 * E * kStride * static_cast<int>(sizeof(float));
 }
-constexpr int kSumsSmem = kAttnChunk * kSumsStride * 4 + kAttnChunk * kTileCols * 2;
+constexpr int kSumsSmem = kAttnChunk * kStride * 4 + kAttnChunk * kTileCols * 2;
 
 template <int E>
 void launch(const AttentionPrefillArgs& a, cudaStream_t stream) {
@@ -403,11 +398,10 @@ void launch(const AttentionPrefillArgs& a, cudaStream_t stream) {
   launch_pdl(scores_tile_kernel<E>,
              dim3((a.max_positions + kTileCols - 1) / kTileCols, row_tiles, a.n_kv_heads),
              dim3(kThreads), scores_smem<E>(), stream, a);
-  const int sums_row_tiles = (a.n_tokens * a.group + kSumsRows - 1) / kSumsRows;
   launch_pdl(
       chunk_sums_tile_kernel<E>,
-      dim3(attention_chunks(a.max_positions), sums_row_tiles, a.n_kv_heads * (32 * E / kTileCols)),
-      dim3(kSumsThreads), kSumsSmem, stream, a);
+      dim3(attention_chunks(a.max_positions), row_tiles, a.n_kv_heads * (32 * E / kTileCols)),
+      dim3(kThreads), kSumsSmem, stream, a);
 }
 
 }  // namespace
