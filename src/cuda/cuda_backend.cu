@@ -159,9 +159,10 @@ struct CudaBackend::Impl {
       CUDA_CHECK(cudaStreamSynchronize(stream));
       reset_position();
     }
-    // Prefill attention is tiled only at depth (attention.cu), which the passes above never
-    // reach: launch the tiled kernels once here (2 tokens at position 0 of layer 0; the output
-    // is scratch), so their first real launch does not reserve memory after load either.
+    // The passes above run the register-tiled prefill attention (attention_prefill.cu). Under
+    // RESIDENT_CUDA_LEGACY=attn_gemm, attention.cu tiles over query tokens only at depth, which
+    // they never reach: launch those kernels once here (2 tokens at position 0 of layer 0; the
+    // output is scratch), so their first real launch does not reserve memory after load either.
     if (std::min(max_batch, n_ctx) >= 2) {
       AttentionArgs at;
       at.q = ws.q, at.k_cache = kv.k, at.v_cache = kv.v;
