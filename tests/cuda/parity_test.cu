@@ -7,8 +7,10 @@
 #include <cuda_profiler_api.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -211,19 +213,23 @@ TEST(CudaParity, Qwen15BShapesMatchCpuAndTiming) {
 }
 
 // For `ncu --profile-from-start off`: exactly one decode step (one graph replay) between
-// cudaProfilerStart and cudaProfilerStop, on the Qwen2.5-1.5B-shaped model at position 64.
+// cudaProfilerStart and cudaProfilerStop, on the Qwen2.5-1.5B-shaped model at position 64 (or
+// RESIDENT_PROFILE_DEPTH).
 // Runs only with RESIDENT_PROFILE_DECODE=1 (scripts/gpu-check PROFILE=1).
 TEST(CudaProfile, OneDecodeStep) {
   REQUIRE_GPU_OR_SKIP();
   if (!std::getenv("RESIDENT_PROFILE_DECODE")) GTEST_SKIP() << "set RESIDENT_PROFILE_DECODE=1";
   const Model model =
       Model::load(synth_model(synth::Preset::qwen25_1_5b, synth::QuantMix::q4_k_m, 7));
+  // RESIDENT_PROFILE_DEPTH: the decode step's position (default 64).
+  const char* depth_env = std::getenv("RESIDENT_PROFILE_DEPTH");
+  const int depth = depth_env ? std::max(1, std::atoi(depth_env)) : 64;
   CudaOptions o;
-  o.n_ctx = 1024;
+  o.n_ctx = depth + 64;
   CudaBackend gpu(model, o);
   gpu.reset(greedy());
   std::mt19937_64 rng(1);
-  gpu.prefill(random_prompt(rng, 64, model.config.vocab_size));
+  gpu.prefill(random_prompt(rng, depth, model.config.vocab_size));
   gpu.decode();
   CUDA_CHECK(cudaDeviceSynchronize());
   CUDA_CHECK(cudaProfilerStart());
