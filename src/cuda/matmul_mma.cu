@@ -32,6 +32,8 @@
 #include <cstdint>
 
 #include "cuda/cuda_check.h"
+#include "cuda/device.h"
+#include "cuda/legacy_switch.h"
 #include "cuda/matmul_mma.cuh"
 #include "cuda/quant_blocks.h"
 
@@ -40,12 +42,12 @@ namespace {
 
 using numerics::ActBlock;
 
-constexpr int kRows = 64;        // weight rows per thread block
+constexpr int kRows = 64;  // weight rows per thread block (or kRowsSmall, see launch)
+constexpr int kRowsSmall = 32;
 constexpr int kToks = 64;        // tokens per thread block
 constexpr int kThreads = 128;    // 4 warps, 2 (rows) x 2 (tokens)
 constexpr int kStageBlocks = 4;  // 32-blocks per pipeline stage
 constexpr int kLine = 160;       // shared-memory bytes per row / token per stage
-constexpr int kPairs = kRows * kStageBlocks / kThreads;     // (row, block) pairs decoded per thread
 constexpr int kActChunks = kToks * kStageBlocks * 40 / 16;  // 16-byte chunks of ActBlocks
 static_assert(kStageBlocks * 40 == kLine, "a token's stage of ActBlocks is one line");
 // Weight lines are 4 x 32 quant bytes + 32 bytes of padding: a line stride of 8 banks keeps the
@@ -200,12 +202,12 @@ struct Window {
 };
 
 // Shared memory (dynamic: more than the 48 KB static limit for Q6_K).
-template <typename F>
+template <typename F, int R>
 struct Smem {
   uint8_t x[2][kToks][kLine];  // token's ActBlocks (raw): block jj at bytes 40 jj .. 40 jj + 39
-  uint8_t w[2][kRows][kLine];  // row's signed int8 quants: block jj at bytes 32 jj .. 32 jj + 31
-  float scale[2][kStageBlocks][F::kFields][kRows];
-  uint8_t raw[kRows][16 * Window<F>::kChunks];  // raw window, at its global address mod 16
+  uint8_t w[2][R][kLine];      // row's signed int8 quants: block jj at bytes 32 jj .. 32 jj + 31
+  float scale[2][kStageBlocks][F::kFields][R];
+  uint8_t raw[R][16 * Window<F>::kChunks];  // raw window, at its global address mod 16
 };
 
 // ------------------------------------------------------------------------------ kernel
@@ -213,7 +215,8 @@ struct Smem {
 // Fragment k-order: the mma's k slots 4 t4 + i (registers a0/a1, b0) and 16 + 4 t4 + i (a2/a3,
 // b1) of thread t4 hold block elements 8 t4 + i and 8 t4 + 4 + i, for weights and activations
 // alike: one 8-byte load per row or token. The dot is the same sum in another order (exact).
-template <typename F>
+// R: rows per tile, 64 or 32 (each warp then owns R / 2 rows as R / 32 mma tiles of 16 rows).
+template <typename F, int R>
 __global__ void __launch_bounds__(kThreads, RESIDENT_MMA_MIN_BLOCKS)
     matmul_mma_kernel(const uint8_t* __restrict__ w, int64_t rows, int64_t row_bytes, int n_blocks,
                       const ActBlock* __restrict__ xq, int n_tokens, float* out, int64_t out_stride,
@@ -221,17 +224,20 @@ __global__ void __launch_bounds__(kThreads, RESIDENT_MMA_MIN_BLOCKS)
   using B = typename F::B;
   using Win = Window<F>;
   constexpr int kF = F::kFields;
+  constexpr int kMi = R / 32;                          // mma row tiles per warp
+  constexpr int kPairs = R * kStageBlocks / kThreads;  // (row, block) pairs decoded per thread
+  constexpr int kWarpRows = R / 2;
   extern __shared__ uint4 smem_words[];
-  Smem<F>& sm = *reinterpret_cast<Smem<F>*>(smem_words);
+  Smem<F, R>& sm = *reinterpret_cast<Smem<F, R>*>(smem_words);
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int g = lane / 4, t4 = lane % 4;  // mma fragment coordinates
   const int wm = warp & 1, wn = warp >> 1;
-  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * kRows;
+  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * R;
   const int t0 = blockIdx.x * kToks;
   const int n_stages = n_blocks / kStageBlocks;
   // A warp whose rows or tokens all lie past the end only helps to stage.
-  const bool active = r0 + 32 * wm < rows && t0 + 32 * wn < n_tokens;
+  const bool active = r0 + kWarpRows * wm < rows && t0 + 32 * wn < n_tokens;
 
   // Global address of row r's (tile-relative) window of stage s. Rows past the end read the
   // last row; their results are never stored.
@@ -243,9 +249,9 @@ __global__ void __launch_bounds__(kThreads, RESIDENT_MMA_MIN_BLOCKS)
   // holding a byte of the window cannot cross a page; the last one copies only up to the end.
   auto copy_w = [&](int s) {
 #pragma unroll
-    for (int i = 0; i < (kRows * Win::kChunks + kThreads - 1) / kThreads; ++i) {
+    for (int i = 0; i < (R * Win::kChunks + kThreads - 1) / kThreads; ++i) {
       const int c = tid + kThreads * i;
-      if (c >= kRows * Win::kChunks) break;
+      if (c >= R * Win::kChunks) break;
       const int r = c / Win::kChunks, k = c % Win::kChunks;
       const uintptr_t start = reinterpret_cast<uintptr_t>(window(r, s));
       const uintptr_t chunk = (start & ~uintptr_t{15}) + 16 * k;
@@ -287,9 +293,9 @@ __global__ void __launch_bounds__(kThreads, RESIDENT_MMA_MIN_BLOCKS)
     }
   };
 
-  float acc[2][4][4];  // [m tile][n tile][fragment element]: running sums from 0.0f
+  float acc[kMi][4][4];  // [m tile][n tile][fragment element]: running sums from 0.0f
 #pragma unroll
-  for (int mi = 0; mi < 2; ++mi)
+  for (int mi = 0; mi < kMi; ++mi)
 #pragma unroll
     for (int ni = 0; ni < 4; ++ni)
 #pragma unroll
@@ -299,10 +305,10 @@ __global__ void __launch_bounds__(kThreads, RESIDENT_MMA_MIN_BLOCKS)
   auto compute = [&](int buf) {
 #pragma unroll kJjUnroll
     for (int jj = 0; jj < kStageBlocks; ++jj) {
-      uint32_t a[2][4];
+      uint32_t a[kMi][4];
 #pragma unroll
-      for (int mi = 0; mi < 2; ++mi) {
-        const uint8_t* p = &sm.w[buf][32 * wm + 16 * mi + g][32 * jj + 8 * t4];
+      for (int mi = 0; mi < kMi; ++mi) {
+        const uint8_t* p = &sm.w[buf][kWarpRows * wm + 16 * mi + g][32 * jj + 8 * t4];
         const uint2 lo = *reinterpret_cast<const uint2*>(p);              // row g
         const uint2 hi = *reinterpret_cast<const uint2*>(p + 8 * kLine);  // row g + 8
         a[mi][0] = lo.x;
@@ -318,14 +324,14 @@ __global__ void __launch_bounds__(kThreads, RESIDENT_MMA_MIN_BLOCKS)
         b[ni][0] = v.x;
         b[ni][1] = v.y;
       }
-      float rf[2][2][kF];  // [m tile][row g / g + 8][field]
+      float rf[kMi][2][kF];  // [m tile][row g / g + 8][field]
 #pragma unroll
-      for (int mi = 0; mi < 2; ++mi)
+      for (int mi = 0; mi < kMi; ++mi)
 #pragma unroll
         for (int h = 0; h < 2; ++h)
 #pragma unroll
           for (int k = 0; k < kF; ++k)
-            rf[mi][h][k] = sm.scale[buf][jj][k][32 * wm + 16 * mi + 8 * h + g];
+            rf[mi][h][k] = sm.scale[buf][jj][k][kWarpRows * wm + 16 * mi + 8 * h + g];
       float ad[4][2], sum[4][2];  // [n tile][token 2 t4 / 2 t4 + 1]
 #pragma unroll
       for (int ni = 0; ni < 4; ++ni)
@@ -342,7 +348,7 @@ __global__ void __launch_bounds__(kThreads, RESIDENT_MMA_MIN_BLOCKS)
           }
         }
 #pragma unroll
-      for (int mi = 0; mi < 2; ++mi) {
+      for (int mi = 0; mi < kMi; ++mi) {
         uint32_t a_lo[4], a_hi[4];
         if constexpr (F::kHalves) {
           // Elements 0..15 sit in threads t4 = 0, 1 (see the k-order note), 16..31 in t4 = 2, 3:
@@ -411,10 +417,10 @@ __global__ void __launch_bounds__(kThreads, RESIDENT_MMA_MIN_BLOCKS)
   // Epilogue, as matvec_kernel: y = acc; y = y + bias[r]; y = out + y.
   if (!active) return;
 #pragma unroll
-  for (int mi = 0; mi < 2; ++mi)
+  for (int mi = 0; mi < kMi; ++mi)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int64_t row = r0 + 32 * wm + 16 * mi + 8 * h + g;
+      const int64_t row = r0 + kWarpRows * wm + 16 * mi + 8 * h + g;
       if (row >= rows) continue;
       const float bv = bias ? bias[row] : 0.0f;
 #pragma unroll
@@ -432,15 +438,15 @@ __global__ void __launch_bounds__(kThreads, RESIDENT_MMA_MIN_BLOCKS)
     }
 }
 
-template <typename F>
-void launch(const MatvecArgs& a, int64_t row_bytes, cudaStream_t stream) {
+template <typename F, int R>
+void launch_tiles(const MatvecArgs& a, int64_t row_bytes, cudaStream_t stream) {
   // Dynamic shared memory beyond 48 KB, and the largest carveout so that several thread blocks
   // share an SM.
-  constexpr size_t kSmem = sizeof(Smem<F>);
+  constexpr size_t kSmem = sizeof(Smem<F, R>);
   static const bool configured = [] {
-    CUDA_CHECK(cudaFuncSetAttribute(matmul_mma_kernel<F>,
+    CUDA_CHECK(cudaFuncSetAttribute(matmul_mma_kernel<F, R>,
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
-    CUDA_CHECK(cudaFuncSetAttribute(matmul_mma_kernel<F>,
+    CUDA_CHECK(cudaFuncSetAttribute(matmul_mma_kernel<F, R>,
                                     cudaFuncAttributePreferredSharedMemoryCarveout,
                                     cudaSharedmemCarveoutMaxShared));
     return true;
@@ -449,11 +455,24 @@ void launch(const MatvecArgs& a, int64_t row_bytes, cudaStream_t stream) {
   // Token tiles along x: the thread blocks of one row tile run together and share its weights
   // through L2, so each weight byte comes from DRAM about once.
   const dim3 grid(static_cast<unsigned>((a.n_tokens + kToks - 1) / kToks),
-                  static_cast<unsigned>((a.rows + kRows - 1) / kRows));
-  matmul_mma_kernel<F><<<grid, kThreads, kSmem, stream>>>(
+                  static_cast<unsigned>((a.rows + R - 1) / R));
+  matmul_mma_kernel<F, R><<<grid, kThreads, kSmem, stream>>>(
       static_cast<const uint8_t*>(a.w), a.rows, row_bytes, static_cast<int>(a.n / 32), a.xq,
       a.n_tokens, a.out, a.out_stride, a.bias, a.accumulate);
   CUDA_CHECK_LAUNCH();
+}
+
+// Tiles of 64 rows, or of 32 where 64-row tiles would leave the GPU under-filled: a thread block
+// is latency-bound per stage (~2.4 us, file comment), so e.g. the down projection at 512 tokens
+// (8 x 24 = 192 tiles for 132 SMs, 1-2 per SM) ran each SM's 1-2 long tiles back to back; 384
+// half tiles put ~3 on every SM. RESIDENT_CUDA_LEGACY=mma64 keeps 64-row tiles everywhere.
+template <typename F>
+void launch(const MatvecArgs& a, int64_t row_bytes, cudaStream_t stream) {
+  static const bool only64 = use_legacy("mma64");
+  const int64_t tiles64 = ((a.n_tokens + kToks - 1) / kToks) * ((a.rows + kRows - 1) / kRows);
+  if (!only64 && tiles64 < 2 * static_cast<int64_t>(current_sm_count()))
+    return launch_tiles<F, kRowsSmall>(a, row_bytes, stream);
+  launch_tiles<F, kRows>(a, row_bytes, stream);
 }
 
 }  // namespace
@@ -462,7 +481,7 @@ bool matmul_mma(const MatvecArgs& a, int64_t row_bytes, cudaStream_t stream) {
   if (a.n_tokens < 16 || !a.xq || !a.w || !a.out) return false;
   if (a.n <= 0 || a.n % (32 * kStageBlocks) != 0) return false;   // whole stages only
   if (reinterpret_cast<uintptr_t>(a.xq) % 16 != 0) return false;  // 16-byte cp.async
-  if ((a.rows + kRows - 1) / kRows > 65535 || a.n / 32 > (1 << 30)) return false;
+  if ((a.rows + kRowsSmall - 1) / kRowsSmall > 65535 || a.n / 32 > (1 << 30)) return false;
   switch (a.type) {
     case quant::Type::Q8_0:
       launch<FmtQ8_0>(a, row_bytes, stream);

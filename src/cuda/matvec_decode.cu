@@ -12,9 +12,11 @@
 // bytes into shared memory with coalesced 16-byte cp.async (the first one before waiting for the
 // previous kernel: weights are never written, so the DRAM reads overlap the predecessor's tail;
 // each next one while the current group is computed), then thread t computes the partials of
-// 32-blocks t, t + 256, ... of the group's rows with the format's own decoder. After a barrier,
-// thread i adds row i's partials p_0, p_1, ... in j order from 0.0f: the spec's sequential sum,
-// bit for bit the CPU's and matvec()'s.
+// items t, t + 256, ... of the group's rows, an item being the few 32-blocks of a row that share
+// their bytes (decode_items.cuh: a Q4_K/Q5_K pair, a Q6_K half super-block, one block of the
+// 32-element formats), against the activation blocks restaged once per thread block (16-byte
+// aligned quants, precomputed half sums). After a barrier, thread i adds row i's partials p_0,
+// p_1, ... in j order from 0.0f: the spec's sequential sum, bit for bit the CPU's and matvec()'s.
 #include <algorithm>
 #include <cstdlib>
 #include <mutex>
@@ -22,10 +24,10 @@
 #include <unordered_map>
 
 #include "cuda/cuda_check.h"
+#include "cuda/decode_items.cuh"
 #include "cuda/device.h"
 #include "cuda/matvec_decode.cuh"
 #include "cuda/pdl.cuh"
-#include "cuda/quant_blocks.h"
 #include "quant/quant.h"
 #include "util/error.h"
 
@@ -48,7 +50,7 @@ struct Params {
   int n_blocks;     // 32-blocks per row
   int group_rows;   // R
   int part_stride;  // odd >= n_blocks (conflict-free column reads in the sums)
-  int act_bytes;    // staged activation blocks, 16-byte multiple
+  int act_bytes;    // staged activation blocks (items::ActView), 16-byte multiple
   int w_bytes;      // staged weight bytes: R rows at any 16-byte alignment, 16-byte multiple
   const numerics::ActBlock* xq;
 };
@@ -98,29 +100,35 @@ __device__ __forceinline__ void stage_group(const Params& p, const Group& gr, ui
 // One wave of thread blocks; block b takes groups b, b + gridDim.x, ... The next group's bytes
 // are copied while the current one is computed (two buffers). The first copy is issued before
 // the PDL wait: weights are never written, so it overlaps the previous kernel's tail.
-template <typename B>
+// Shared memory of the activation view: quants (32 bytes per block), d, sum, two half sums.
+inline constexpr int kActViewBytes = 32 + 4 + 4 + 8;
+
+template <typename I>
 __global__ void __launch_bounds__(kThreads, 4) matvec_decode_kernel(const Params p) {
   extern __shared__ uint4 smem[];
   pdl_trigger();
   const int tid = threadIdx.x;
   const int nb = p.n_blocks;
-  auto* a_s = reinterpret_cast<numerics::ActBlock*>(smem);
+  constexpr int kSub = I::kSub;
+  const int n_items = nb / kSub;  // items per row (n is a multiple of the format's block)
+  uint32_t* act_q = reinterpret_cast<uint32_t*>(smem);
+  float* act_d = reinterpret_cast<float*>(act_q + 8 * nb);
+  int* act_sum = reinterpret_cast<int*>(act_d + nb);
+  int* act_half = act_sum + nb;
+  const items::ActView act{act_q, act_d, act_sum, act_half};
   uint8_t* w_s = reinterpret_cast<uint8_t*>(smem) + p.act_bytes;  // two buffers of w_bytes
   float* part = reinterpret_cast<float*>(w_s + 2 * p.w_bytes);
   const int64_t n_groups = p.group_end[p.n_segments - 1];
 
-  const int i0 = tid / nb, j0 = tid - i0 * nb, step_i = kThreads / nb, step_j = kThreads % nb;
+  const int i0 = tid / n_items, q0 = tid - i0 * n_items;
+  const int step_i = kThreads / n_items, step_q = kThreads % n_items;
   int64_t g = blockIdx.x;
   Group cur = locate(p, g);
   stage_group(p, cur, w_s);
 
   pdl_wait();  // the activation blocks come from the previous kernel
-  {
-    const int* xs = reinterpret_cast<const int*>(p.xq);
-    int* as = reinterpret_cast<int*>(a_s);
-    const int n_words = nb * static_cast<int>(sizeof(numerics::ActBlock) / 4);
-    for (int i = tid; i < n_words; i += kThreads) as[i] = xs[i];
-  }
+  for (int j = tid; j < nb; j += kThreads)
+    items::stage_act_block(p.xq[j], j, act_q, act_d, act_sum, act_half);
 
   for (int k = 0; g < n_groups; ++k, g += gridDim.x) {
     uint8_t* buf = w_s + (k & 1) * p.w_bytes;
@@ -138,12 +146,15 @@ __global__ void __launch_bounds__(kThreads, 4) matvec_decode_kernel(const Params
     __syncthreads();
 
     const uint8_t* rows = buf + (reinterpret_cast<uintptr_t>(cur.start) & 15);
-    // Item it = i * nb + j, stepped by kThreads without a division per item (i0, j0 and the
-    // step's quotient and remainder come once per block).
-    for (int i = i0, j = j0; i < cur.n;) {
-      part[i * p.part_stride + j] = B::partial(B::load(rows + i * p.row_bytes, j), a_s[j]);
-      i += step_i, j += step_j;
-      if (j >= nb) j -= nb, ++i;
+    // Item (i, q) = row i's item q, stepped by kThreads without a division per item (i0, q0 and
+    // the step's quotient and remainder come once per block).
+    for (int i = i0, q = q0; i < cur.n;) {
+      float v[kSub];
+      I::partials(rows + i * p.row_bytes, q, act, v);
+#pragma unroll
+      for (int k = 0; k < kSub; ++k) part[i * p.part_stride + kSub * q + k] = v[k];
+      i += step_i, q += step_q;
+      if (q >= n_items) q -= n_items, ++i;
     }
     __syncthreads();
 
@@ -176,7 +187,7 @@ int round16(int64_t v) {
 }
 
 // Resident thread blocks per SM for a shared-memory size, asked once per (format, size).
-template <typename B>
+template <typename I>
 int blocks_per_sm(int smem) {
   static std::mutex mutex;
   static std::unordered_map<int, int> cache;
@@ -184,26 +195,26 @@ int blocks_per_sm(int smem) {
   auto it = cache.find(smem);
   if (it != cache.end()) return it->second;
   int per_sm = 0;
-  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, matvec_decode_kernel<B>,
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, matvec_decode_kernel<I>,
                                                            kThreads, smem));
   cache.emplace(smem, per_sm);
   return per_sm;
 }
 
-template <typename B>
+template <typename I>
 void launch(const Params& p, int64_t groups, cudaStream_t stream) {
   const int smem = p.act_bytes + 2 * p.w_bytes + p.group_rows * p.part_stride * 4;  // <= 48 KB
-  const int per_sm = blocks_per_sm<B>(smem);
+  const int per_sm = blocks_per_sm<I>(smem);
   if (per_sm < 1) throw Error("cuda matvec_decode: a thread block does not fit on an SM");
   const int64_t grid = std::min<int64_t>(groups, static_cast<int64_t>(per_sm) * current_sm_count());
-  launch_pdl(matvec_decode_kernel<B>, dim3(static_cast<unsigned>(grid)), dim3(kThreads), smem,
+  launch_pdl(matvec_decode_kernel<I>, dim3(static_cast<unsigned>(grid)), dim3(kThreads), smem,
              stream, p);
 }
 
 // Shared memory of a block: activation blocks, two buffers of R rows of weights (+16 for the
 // alignment shift), R rows of partials.
 int64_t smem_bytes(int64_t n_blocks, int64_t row_bytes, int rows) {
-  return round16(n_blocks * static_cast<int64_t>(sizeof(numerics::ActBlock))) +
+  return round16(n_blocks * static_cast<int64_t>(kActViewBytes)) +
          2 * round16(rows * row_bytes + 16) + rows * (n_blocks | 1) * 4;
 }
 
@@ -260,23 +271,23 @@ void matvec_decode(const MatvecDecodeArgs& a, cudaStream_t stream) {
   }
   if (groups > (int64_t{1} << 31) - 1) throw Error(what + "too many rows");
   p.part_stride = p.n_blocks | 1;
-  p.act_bytes = round16(static_cast<int64_t>(p.n_blocks) * sizeof(numerics::ActBlock));
+  p.act_bytes = round16(static_cast<int64_t>(p.n_blocks) * kActViewBytes);
   p.w_bytes = round16(p.group_rows * p.row_bytes + 16);
   p.xq = a.xq;
 
   switch (a.type) {
     case quant::Type::Q4_0:
-      return launch<blocks::Q4_0>(p, groups, stream);
+      return launch<items::Q4_0>(p, groups, stream);
     case quant::Type::Q5_0:
-      return launch<blocks::Q5_0>(p, groups, stream);
+      return launch<items::Q5_0>(p, groups, stream);
     case quant::Type::Q8_0:
-      return launch<blocks::Q8_0>(p, groups, stream);
+      return launch<items::Q8_0>(p, groups, stream);
     case quant::Type::Q4_K:
-      return launch<blocks::Q4_K>(p, groups, stream);
+      return launch<items::Q4_K>(p, groups, stream);
     case quant::Type::Q5_K:
-      return launch<blocks::Q5_K>(p, groups, stream);
+      return launch<items::Q5_K>(p, groups, stream);
     case quant::Type::Q6_K:
-      return launch<blocks::Q6_K>(p, groups, stream);
+      return launch<items::Q6_K>(p, groups, stream);
     default:
       break;
   }

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/device.h"
 #include "cuda/matmul_mma.cuh"
 #include "cuda_test_util.h"
 #include "mma_reference.h"
@@ -74,6 +75,18 @@ TEST(CudaMatmulMma, MatchesSpecForEveryInt8Format) {
     check_mma(rng, {type, 100, 1536, 40, false, true, 5});  // residual, padded stride
     check_mma(rng, {type, 64, 8960, 16, true, true});       // long rows, both epilogues
   }
+}
+
+// The cases above are small, so they take 32-row tiles (launch: fewer than 2 x SMs tiles of 64
+// rows); this one has enough tiles for 64-row tiles, with a ragged last row tile and token tile.
+TEST(CudaMatmulMma, MatchesSpecWith64RowTiles) {
+  REQUIRE_GPU_OR_SKIP();
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("RESIDENT_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  const int64_t rows = 64 * static_cast<int64_t>(current_sm_count()) + 37;
+  for (Type type : {Type::Q4_K, Type::Q6_K, Type::Q8_0})
+    check_mma(rng, {type, rows, 256, 130, true, true});
 }
 
 TEST(CudaMatmulMma, DeclinesWhatItDoesNotHandle) {
