@@ -40,24 +40,32 @@ struct ActView {
   const int* half;
 };
 
-// Fills the view's entries for block j from an ActBlock (the staging step of the kernel, and the
-// CPU test's).
-RESIDENT_HD void stage_act_block(const numerics::ActBlock& a, int j, uint32_t* q, float* d,
-                                 int* sum, int* half) {
+// Fills the view's entries for block j from its scale, sum and 8 quant words (the staging step
+// of the kernel, which loads them as 8-byte words: a plain ActBlock copy compiles to 32 byte
+// loads).
+RESIDENT_HD void stage_act_words(float ad, int sum, const uint32_t (&w)[8], int j, uint32_t* q,
+                                 float* d, int* sums, int* half) {
   int lo = 0, hi = 0;
+#pragma unroll
   for (int k = 0; k < 8; ++k) {
-    uint32_t w;
-    memcpy(&w, a.q + 4 * k, 4);
-    q[8 * j + k] = w;
+    q[8 * j + k] = w[k];
     if (k < 4)
-      lo = dp4a(static_cast<int>(w), 0x01010101, lo);
+      lo = dp4a(static_cast<int>(w[k]), 0x01010101, lo);
     else
-      hi = dp4a(static_cast<int>(w), 0x01010101, hi);
+      hi = dp4a(static_cast<int>(w[k]), 0x01010101, hi);
   }
-  d[j] = a.d;
-  sum[j] = a.sum;
+  d[j] = ad;
+  sums[j] = sum;
   half[2 * j] = lo;
   half[2 * j + 1] = hi;
+}
+
+// The same from an ActBlock in host memory (the CPU test's staging).
+inline void stage_act_block(const numerics::ActBlock& a, int j, uint32_t* q, float* d, int* sums,
+                            int* half) {
+  uint32_t w[8];
+  memcpy(w, a.q, sizeof w);
+  stage_act_words(a.d, a.sum, w, j, q, d, sums, half);
 }
 
 // The 8 quant words of activation block j.

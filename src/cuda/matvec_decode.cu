@@ -35,7 +35,7 @@ namespace resident::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kBlocksPerThread = 3;  // target 32-blocks per thread: rows per block = 768 / (n/32)
+constexpr int kBlocksPerThread = 3;  // target 32-blocks per thread (see rows_per_block)
 constexpr int kMaxRows = 64;
 
 struct Params {
@@ -103,8 +103,15 @@ __device__ __forceinline__ void stage_group(const Params& p, const Group& gr, ui
 // Shared memory of the activation view: quants (32 bytes per block), d, sum, two half sums.
 inline constexpr int kActViewBytes = 32 + 4 + 4 + 8;
 
+// Thread blocks per SM the registers are budgeted for: 5 (<= 51 registers) fits every format but
+// Q5_K without spills (with a budget of 4, Q4_K took 59 registers: 528 instead of 660 blocks).
 template <typename I>
-__global__ void __launch_bounds__(kThreads, 4) matvec_decode_kernel(const Params p) {
+constexpr int kMinBlocks = 5;
+template <>
+constexpr int kMinBlocks<items::Q5_K> = 4;
+
+template <typename I>
+__global__ void __launch_bounds__(kThreads, kMinBlocks<I>) matvec_decode_kernel(const Params p) {
   extern __shared__ uint4 smem[];
   pdl_trigger();
   const int tid = threadIdx.x;
@@ -127,8 +134,17 @@ __global__ void __launch_bounds__(kThreads, 4) matvec_decode_kernel(const Params
   stage_group(p, cur, w_s);
 
   pdl_wait();  // the activation blocks come from the previous kernel
-  for (int j = tid; j < nb; j += kThreads)
-    items::stage_act_block(p.xq[j], j, act_q, act_d, act_sum, act_half);
+  for (int j = tid; j < nb; j += kThreads) {
+    // ActBlock j = {d, sum, q[32]}: 40 bytes as five 8-byte words (the launcher checks that xq
+    // is 8-byte aligned).
+    const uint2* src = reinterpret_cast<const uint2*>(p.xq + j);
+    uint2 v[5];
+#pragma unroll
+    for (int k = 0; k < 5; ++k) v[k] = src[k];
+    const uint32_t w[8] = {v[1].x, v[1].y, v[2].x, v[2].y, v[3].x, v[3].y, v[4].x, v[4].y};
+    items::stage_act_words(__uint_as_float(v[0].x), static_cast<int>(v[0].y), w, j, act_q, act_d,
+                           act_sum, act_half);
+  }
 
   for (int k = 0; g < n_groups; ++k, g += gridDim.x) {
     uint8_t* buf = w_s + (k & 1) * p.w_bytes;
@@ -218,16 +234,33 @@ int64_t smem_bytes(int64_t n_blocks, int64_t row_bytes, int rows) {
          2 * round16(rows * row_bytes + 16) + rows * (n_blocks | 1) * 4;
 }
 
-// Rows per thread block: about kBlocksPerThread 32-blocks per thread, fewer where shared memory
-// runs out (0: not even one row fits). RESIDENT_DECODE_TUNE=n overrides kBlocksPerThread.
-int rows_per_block(int64_t n_blocks, int64_t row_bytes) {
-  static const int per_thread = [] {
+// 32-blocks per work item of a format (decode_items.cuh: I::kSub).
+int item_blocks(quant::Type type) {
+  switch (type) {
+    case quant::Type::Q4_K:
+    case quant::Type::Q5_K:
+      return items::Q4_K::kSub;
+    case quant::Type::Q6_K:
+      return items::Q6_K::kSub;
+    default:
+      return 1;
+  }
+}
+
+// Rows per thread block: about kBlocksPerThread 32-blocks per thread, rounded to whole items per
+// thread (a thread's items run one after another: 1.5 items per thread would leave half the
+// threads a second item), fewer rows where shared memory runs out (0: not even one row fits).
+// RESIDENT_DECODE_TUNE=n sets n items per thread instead.
+int rows_per_block(int64_t n_blocks, int64_t row_bytes, int sub) {
+  static const int tune = [] {
     const char* v = std::getenv("RESIDENT_DECODE_TUNE");
     const int t = v ? std::atoi(v) : 0;
-    return t >= 1 && t <= 64 ? t : kBlocksPerThread;
+    return t >= 1 && t <= 64 ? t : 0;
   }();
-  int rows =
-      static_cast<int>(std::clamp<int64_t>(kThreads * per_thread / n_blocks, 1, int64_t{kMaxRows}));
+  const int per_thread = tune ? tune : std::max(1, (kBlocksPerThread + sub / 2) / sub);
+  const int64_t items_per_row = n_blocks / sub;
+  int rows = static_cast<int>(
+      std::clamp<int64_t>(kThreads * per_thread / items_per_row, 1, int64_t{kMaxRows}));
   while (rows > 0 && smem_bytes(n_blocks, row_bytes, rows) > kMaxDecodeSmem) --rows;
   return rows;
 }
@@ -238,7 +271,8 @@ bool matvec_decode_supported(quant::Type type, int64_t n) {
   if (!quant::uses_int8_activations(type) || n <= 0 || n % 32 != 0) return false;
   const auto& info = quant::type_info(type);
   if (n % info.block_elems != 0) return false;
-  return rows_per_block(n / 32, static_cast<int64_t>(quant::row_bytes(info, n))) > 0;
+  return rows_per_block(n / 32, static_cast<int64_t>(quant::row_bytes(info, n)),
+                        item_blocks(type)) > 0;
 }
 
 void matvec_decode(const MatvecDecodeArgs& a, cudaStream_t stream) {
@@ -247,13 +281,15 @@ void matvec_decode(const MatvecDecodeArgs& a, cudaStream_t stream) {
   if (!matvec_decode_supported(a.type, a.n))
     throw Error(what + "row length " + std::to_string(a.n) + " not supported");
   if (!a.xq) throw Error(what + "null activation blocks");
+  if (reinterpret_cast<uintptr_t>(a.xq) % 8 != 0)
+    throw Error(what + "activation blocks not 8-byte aligned");
   if (a.n_segments < 1 || a.n_segments > kMaxDecodeSegments)
     throw Error(what + "1 to " + std::to_string(kMaxDecodeSegments) + " segments");
   Params p = {};
   p.row_bytes = static_cast<int64_t>(quant::row_bytes(info, a.n));
   p.n_blocks = static_cast<int>(a.n / 32);
   p.n_segments = a.n_segments;
-  p.group_rows = rows_per_block(p.n_blocks, p.row_bytes);
+  p.group_rows = rows_per_block(p.n_blocks, p.row_bytes, item_blocks(a.type));
   int64_t groups = 0;
   for (int s = 0; s < a.n_segments; ++s) {
     const DecodeSegment& g = a.seg[s];
