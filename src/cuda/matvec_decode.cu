@@ -12,11 +12,9 @@
 // bytes into shared memory with coalesced 16-byte cp.async (the first one before waiting for the
 // previous kernel: weights are never written, so the DRAM reads overlap the predecessor's tail;
 // each next one while the current group is computed), then thread t computes the partials of
-// items t, t + 256, ... of the group's rows, an item being the few 32-blocks of a row that share
-// their bytes (decode_items.cuh: a Q4_K/Q5_K pair, a Q6_K half super-block, one block of the
-// 32-element formats), against the activation blocks restaged once per thread block (16-byte
-// aligned quants, precomputed half sums). After a barrier, thread i adds row i's partials p_0,
-// p_1, ... in j order from 0.0f: the spec's sequential sum, bit for bit the CPU's and matvec()'s.
+// 32-blocks t, t + 256, ... of the group's rows with the format's own decoder. After a barrier,
+// thread i adds row i's partials p_0, p_1, ... in j order from 0.0f: the spec's sequential sum,
+// bit for bit the CPU's and matvec()'s.
 #include <algorithm>
 #include <cstdlib>
 #include <mutex>
@@ -24,10 +22,10 @@
 #include <unordered_map>
 
 #include "cuda/cuda_check.h"
-#include "cuda/decode_items.cuh"
 #include "cuda/device.h"
 #include "cuda/matvec_decode.cuh"
 #include "cuda/pdl.cuh"
+#include "cuda/quant_blocks.h"
 #include "quant/quant.h"
 #include "util/error.h"
 
@@ -35,7 +33,7 @@ namespace resident::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kBlocksPerThread = 3;  // target 32-blocks per thread (see rows_per_block)
+constexpr int kBlocksPerThread = 3;  // target 32-blocks per thread: rows per block = 768 / (n/32)
 constexpr int kMaxRows = 64;
 
 struct Params {
@@ -50,7 +48,7 @@ struct Params {
   int n_blocks;     // 32-blocks per row
   int group_rows;   // R
   int part_stride;  // odd >= n_blocks (conflict-free column reads in the sums)
-  int act_bytes;    // staged activation blocks (items::ActView), 16-byte multiple
+  int act_bytes;    // staged activation blocks, 16-byte multiple
   int w_bytes;      // staged weight bytes: R rows at any 16-byte alignment, 16-byte multiple
   const numerics::ActBlock* xq;
 };
@@ -100,50 +98,28 @@ __device__ __forceinline__ void stage_group(const Params& p, const Group& gr, ui
 // One wave of thread blocks; block b takes groups b, b + gridDim.x, ... The next group's bytes
 // are copied while the current one is computed (two buffers). The first copy is issued before
 // the PDL wait: weights are never written, so it overlaps the previous kernel's tail.
-// Shared memory of the activation view: quants (32 bytes per block), d, sum, two half sums.
-inline constexpr int kActViewBytes = 32 + 4 + 4 + 8;
-
-// Thread blocks per SM the registers are budgeted for: 5 (<= 51 registers) fits every format but
-// Q5_K without spills (with a budget of 4, Q4_K took 59 registers: 528 instead of 660 blocks).
-template <typename I>
-constexpr int kMinBlocks = 5;
-template <>
-constexpr int kMinBlocks<items::Q5_K> = 4;
-
-template <typename I>
-__global__ void __launch_bounds__(kThreads, kMinBlocks<I>) matvec_decode_kernel(const Params p) {
+template <typename B>
+__global__ void __launch_bounds__(kThreads, 4) matvec_decode_kernel(const Params p) {
   extern __shared__ uint4 smem[];
   pdl_trigger();
   const int tid = threadIdx.x;
   const int nb = p.n_blocks;
-  constexpr int kSub = I::kSub;
-  const int n_items = nb / kSub;  // items per row (n is a multiple of the format's block)
-  uint32_t* act_q = reinterpret_cast<uint32_t*>(smem);
-  float* act_d = reinterpret_cast<float*>(act_q + 8 * nb);
-  int* act_sum = reinterpret_cast<int*>(act_d + nb);
-  int* act_half = act_sum + nb;
-  const items::ActView act{act_q, act_d, act_sum, act_half};
+  auto* a_s = reinterpret_cast<numerics::ActBlock*>(smem);
   uint8_t* w_s = reinterpret_cast<uint8_t*>(smem) + p.act_bytes;  // two buffers of w_bytes
   float* part = reinterpret_cast<float*>(w_s + 2 * p.w_bytes);
   const int64_t n_groups = p.group_end[p.n_segments - 1];
 
-  const int i0 = tid / n_items, q0 = tid - i0 * n_items;
-  const int step_i = kThreads / n_items, step_q = kThreads % n_items;
+  const int i0 = tid / nb, j0 = tid - i0 * nb, step_i = kThreads / nb, step_j = kThreads % nb;
   int64_t g = blockIdx.x;
   Group cur = locate(p, g);
   stage_group(p, cur, w_s);
 
   pdl_wait();  // the activation blocks come from the previous kernel
-  for (int j = tid; j < nb; j += kThreads) {
-    // ActBlock j = {d, sum, q[32]}: 40 bytes as five 8-byte words (the launcher checks that xq
-    // is 8-byte aligned).
-    const uint2* src = reinterpret_cast<const uint2*>(p.xq + j);
-    uint2 v[5];
-#pragma unroll
-    for (int k = 0; k < 5; ++k) v[k] = src[k];
-    const uint32_t w[8] = {v[1].x, v[1].y, v[2].x, v[2].y, v[3].x, v[3].y, v[4].x, v[4].y};
-    items::stage_act_words(__uint_as_float(v[0].x), static_cast<int>(v[0].y), w, j, act_q, act_d,
-                           act_sum, act_half);
+  {
+    const int* xs = reinterpret_cast<const int*>(p.xq);
+    int* as = reinterpret_cast<int*>(a_s);
+    const int n_words = nb * static_cast<int>(sizeof(numerics::ActBlock) / 4);
+    for (int i = tid; i < n_words; i += kThreads) as[i] = xs[i];
   }
 
   for (int k = 0; g < n_groups; ++k, g += gridDim.x) {
@@ -162,15 +138,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<I>) matvec_decode_kernel(
     __syncthreads();
 
     const uint8_t* rows = buf + (reinterpret_cast<uintptr_t>(cur.start) & 15);
-    // Item (i, q) = row i's item q, stepped by kThreads without a division per item (i0, q0 and
-    // the step's quotient and remainder come once per block).
-    for (int i = i0, q = q0; i < cur.n;) {
-      float v[kSub];
-      I::partials(rows + i * p.row_bytes, q, act, v);
-#pragma unroll
-      for (int k = 0; k < kSub; ++k) part[i * p.part_stride + kSub * q + k] = v[k];
-      i += step_i, q += step_q;
-      if (q >= n_items) q -= n_items, ++i;
+    // Item it = i * nb + j, stepped by kThreads without a division per item (i0, j0 and the
+    // step's quotient and remainder come once per block).
+    for (int i = i0, j = j0; i < cur.n;) {
+      part[i * p.part_stride + j] = B::partial(B::load(rows + i * p.row_bytes, j), a_s[j]);
+      i += step_i, j += step_j;
+      if (j >= nb) j -= nb, ++i;
     }
     __syncthreads();
 
@@ -203,7 +176,7 @@ int round16(int64_t v) {
 }
 
 // Resident thread blocks per SM for a shared-memory size, asked once per (format, size).
-template <typename I>
+template <typename B>
 int blocks_per_sm(int smem) {
   static std::mutex mutex;
   static std::unordered_map<int, int> cache;
@@ -211,56 +184,39 @@ int blocks_per_sm(int smem) {
   auto it = cache.find(smem);
   if (it != cache.end()) return it->second;
   int per_sm = 0;
-  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, matvec_decode_kernel<I>,
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, matvec_decode_kernel<B>,
                                                            kThreads, smem));
   cache.emplace(smem, per_sm);
   return per_sm;
 }
 
-template <typename I>
+template <typename B>
 void launch(const Params& p, int64_t groups, cudaStream_t stream) {
   const int smem = p.act_bytes + 2 * p.w_bytes + p.group_rows * p.part_stride * 4;  // <= 48 KB
-  const int per_sm = blocks_per_sm<I>(smem);
+  const int per_sm = blocks_per_sm<B>(smem);
   if (per_sm < 1) throw Error("cuda matvec_decode: a thread block does not fit on an SM");
   const int64_t grid = std::min<int64_t>(groups, static_cast<int64_t>(per_sm) * current_sm_count());
-  launch_pdl(matvec_decode_kernel<I>, dim3(static_cast<unsigned>(grid)), dim3(kThreads), smem,
+  launch_pdl(matvec_decode_kernel<B>, dim3(static_cast<unsigned>(grid)), dim3(kThreads), smem,
              stream, p);
 }
 
 // Shared memory of a block: activation blocks, two buffers of R rows of weights (+16 for the
 // alignment shift), R rows of partials.
 int64_t smem_bytes(int64_t n_blocks, int64_t row_bytes, int rows) {
-  return round16(n_blocks * static_cast<int64_t>(kActViewBytes)) +
+  return round16(n_blocks * static_cast<int64_t>(sizeof(numerics::ActBlock))) +
          2 * round16(rows * row_bytes + 16) + rows * (n_blocks | 1) * 4;
 }
 
-// 32-blocks per work item of a format (decode_items.cuh: I::kSub).
-int item_blocks(quant::Type type) {
-  switch (type) {
-    case quant::Type::Q4_K:
-    case quant::Type::Q5_K:
-      return items::Q4_K::kSub;
-    case quant::Type::Q6_K:
-      return items::Q6_K::kSub;
-    default:
-      return 1;
-  }
-}
-
-// Rows per thread block: about kBlocksPerThread 32-blocks per thread, rounded to whole items per
-// thread (a thread's items run one after another: 1.5 items per thread would leave half the
-// threads a second item), fewer rows where shared memory runs out (0: not even one row fits).
-// RESIDENT_DECODE_TUNE=n sets n items per thread instead.
-int rows_per_block(int64_t n_blocks, int64_t row_bytes, int sub) {
-  static const int tune = [] {
+// Rows per thread block: about kBlocksPerThread 32-blocks per thread, fewer where shared memory
+// runs out (0: not even one row fits). RESIDENT_DECODE_TUNE=n overrides kBlocksPerThread.
+int rows_per_block(int64_t n_blocks, int64_t row_bytes) {
+  static const int per_thread = [] {
     const char* v = std::getenv("RESIDENT_DECODE_TUNE");
     const int t = v ? std::atoi(v) : 0;
-    return t >= 1 && t <= 64 ? t : 0;
+    return t >= 1 && t <= 64 ? t : kBlocksPerThread;
   }();
-  const int per_thread = tune ? tune : std::max(1, (kBlocksPerThread + sub / 2) / sub);
-  const int64_t items_per_row = n_blocks / sub;
-  int rows = static_cast<int>(
-      std::clamp<int64_t>(kThreads * per_thread / items_per_row, 1, int64_t{kMaxRows}));
+  int rows =
+      static_cast<int>(std::clamp<int64_t>(kThreads * per_thread / n_blocks, 1, int64_t{kMaxRows}));
   while (rows > 0 && smem_bytes(n_blocks, row_bytes, rows) > kMaxDecodeSmem) --rows;
   return rows;
 }
@@ -271,8 +227,7 @@ bool matvec_decode_supported(quant::Type type, int64_t n) {
   if (!quant::uses_int8_activations(type) || n <= 0 || n % 32 != 0) return false;
   const auto& info = quant::type_info(type);
   if (n % info.block_elems != 0) return false;
-  return rows_per_block(n / 32, static_cast<int64_t>(quant::row_bytes(info, n)),
-                        item_blocks(type)) > 0;
+  return rows_per_block(n / 32, static_cast<int64_t>(quant::row_bytes(info, n))) > 0;
 }
 
 void matvec_decode(const MatvecDecodeArgs& a, cudaStream_t stream) {
@@ -281,15 +236,13 @@ void matvec_decode(const MatvecDecodeArgs& a, cudaStream_t stream) {
   if (!matvec_decode_supported(a.type, a.n))
     throw Error(what + "row length " + std::to_string(a.n) + " not supported");
   if (!a.xq) throw Error(what + "null activation blocks");
-  if (reinterpret_cast<uintptr_t>(a.xq) % 8 != 0)
-    throw Error(what + "activation blocks not 8-byte aligned");
   if (a.n_segments < 1 || a.n_segments > kMaxDecodeSegments)
     throw Error(what + "1 to " + std::to_string(kMaxDecodeSegments) + " segments");
   Params p = {};
   p.row_bytes = static_cast<int64_t>(quant::row_bytes(info, a.n));
   p.n_blocks = static_cast<int>(a.n / 32);
   p.n_segments = a.n_segments;
-  p.group_rows = rows_per_block(p.n_blocks, p.row_bytes, item_blocks(a.type));
+  p.group_rows = rows_per_block(p.n_blocks, p.row_bytes);
   int64_t groups = 0;
   for (int s = 0; s < a.n_segments; ++s) {
     const DecodeSegment& g = a.seg[s];
@@ -307,23 +260,23 @@ void matvec_decode(const MatvecDecodeArgs& a, cudaStream_t stream) {
   }
   if (groups > (int64_t{1} << 31) - 1) throw Error(what + "too many rows");
   p.part_stride = p.n_blocks | 1;
-  p.act_bytes = round16(static_cast<int64_t>(p.n_blocks) * kActViewBytes);
+  p.act_bytes = round16(static_cast<int64_t>(p.n_blocks) * sizeof(numerics::ActBlock));
   p.w_bytes = round16(p.group_rows * p.row_bytes + 16);
   p.xq = a.xq;
 
   switch (a.type) {
     case quant::Type::Q4_0:
-      return launch<items::Q4_0>(p, groups, stream);
+      return launch<blocks::Q4_0>(p, groups, stream);
     case quant::Type::Q5_0:
-      return launch<items::Q5_0>(p, groups, stream);
+      return launch<blocks::Q5_0>(p, groups, stream);
     case quant::Type::Q8_0:
-      return launch<items::Q8_0>(p, groups, stream);
+      return launch<blocks::Q8_0>(p, groups, stream);
     case quant::Type::Q4_K:
-      return launch<items::Q4_K>(p, groups, stream);
+      return launch<blocks::Q4_K>(p, groups, stream);
     case quant::Type::Q5_K:
-      return launch<items::Q5_K>(p, groups, stream);
+      return launch<blocks::Q5_K>(p, groups, stream);
     case quant::Type::Q6_K:
-      return launch<items::Q6_K>(p, groups, stream);
+      return launch<blocks::Q6_K>(p, groups, stream);
     default:
       break;
   }
