@@ -20,8 +20,9 @@ namespace {
 
 // out[t * W.rows + r] = W[r] . x_t (+ bias[r]) or out += W x_t. `xq` must hold x quantized
 // (the caller quantizes once per activation and shares it between matmuls).
-void matmul(const DeviceTensor& w, const float* x, const numerics::ActBlock* xq, int n_tokens,
-            float* out, cudaStream_t stream, const float* bias = nullptr, bool accumulate = false) {
+MatvecArgs matmul_args(const DeviceTensor& w, const float* x, const numerics::ActBlock* xq,
+                       int n_tokens, float* out, const float* bias = nullptr,
+                       bool accumulate = false) {
   MatvecArgs a;
   a.type = w.type;
   a.w = w.data;
@@ -34,7 +35,11 @@ void matmul(const DeviceTensor& w, const float* x, const numerics::ActBlock* xq,
   a.out_stride = w.rows;
   a.bias = bias;
   a.accumulate = accumulate;
-  matvec(a, stream);
+  return a;
+}
+void matmul(const DeviceTensor& w, const float* x, const numerics::ActBlock* xq, int n_tokens,
+            float* out, cudaStream_t stream, const float* bias = nullptr, bool accumulate = false) {
+  matvec(matmul_args(w, x, xq, n_tokens, out, bias, accumulate), stream);
 }
 
 // Decode (one token): matrices that read the same activations go through one matvec_decode
@@ -69,22 +74,40 @@ void matmul_shared_input(const Projection (&ps)[N], const float* x, const numeri
   }
 }
 
-// Prefill q/k/v: k and v (256 rows each in Qwen2.5-1.5B: 32 thread blocks of matmul_mma for 132
-// SMs, ~30 us each alone) run on the side stream while q runs on `s`; the join event makes `s`
-// wait for them. Same kernels, same bits. RESIDENT_CUDA_LEGACY=fork: one stream.
+// Prefill projections that share an input (q/k/v, gate/up). Runs of equal weight type and row
+// length go through one matvec_multi launch each (matmul_mma_multi: their tiles share the GPU's
+// waves); a second run (Qwen2.5's Q6_K v beside Q4_K q/k in some layers) goes on the side
+// stream beside the first, the join event making `s` wait for it. Same kernels, same bits.
+// RESIDENT_CUDA_LEGACY=mma_multi: one launch per matrix, the 2nd and later beside the first
+// (k and v beside q); RESIDENT_CUDA_LEGACY=fork: everything on `s`.
 template <size_t N>
-void matmul_forked(const Projection (&ps)[N], const float* x, const numerics::ActBlock* xq,
-                   int n_tokens, const Workspace& ws, cudaStream_t s) {
+void matmul_prefill(const Projection (&ps)[N], const float* x, const numerics::ActBlock* xq,
+                    int n_tokens, const Workspace& ws, cudaStream_t s) {
+  static const bool per_matrix = use_legacy("mma_multi");
   static const bool one_stream = use_legacy("fork");
-  if (one_stream || !ws.side || N < 2) {
-    for (const Projection& p : ps) matmul(*p.w, x, xq, n_tokens, p.out, s, p.bias);
+  MatvecArgs args[N];
+  for (size_t i = 0; i < N; ++i)
+    args[i] = matmul_args(*ps[i].w, x, xq, n_tokens, ps[i].out, ps[i].bias);
+  // Runs [run[k], run[k + 1]) of matrices launched together.
+  size_t run[N + 1], n_runs = 0;
+  run[0] = 0;
+  for (size_t i = 1; i <= N; ++i) {
+    const bool joins = i < N && !per_matrix && ps[i].w->type == ps[i - 1].w->type &&
+                       ps[i].w->row_length == ps[i - 1].w->row_length;
+    if (!joins) run[++n_runs] = i;
+  }
+  auto launch_run = [&](size_t k, cudaStream_t st) {
+    matvec_multi(args + run[k], static_cast<int>(run[k + 1] - run[k]), st);
+  };
+  if (n_runs == 1 || one_stream || !ws.side) {
+    for (size_t k = 0; k < n_runs; ++k) launch_run(k, s);
     return;
   }
   CUDA_CHECK(cudaEventRecord(ws.fork, s));
   CUDA_CHECK(cudaStreamWaitEvent(ws.side, ws.fork, 0));
-  for (size_t i = 1; i < N; ++i) matmul(*ps[i].w, x, xq, n_tokens, ps[i].out, ws.side, ps[i].bias);
+  for (size_t k = 1; k < n_runs; ++k) launch_run(k, ws.side);
   CUDA_CHECK(cudaEventRecord(ws.join, ws.side));
-  matmul(*ps[0].w, x, xq, n_tokens, ps[0].out, s, ps[0].bias);
+  launch_run(0, s);
   CUDA_CHECK(cudaStreamWaitEvent(s, ws.join, 0));
 }
 
@@ -135,7 +158,7 @@ void forward_layers(const DeviceModel& m, const KvCache& kv, const Workspace& ws
         {&L.wq, ws.q, L.bq.f32()}, {&L.wk, ws.k, L.bk.f32()}, {&L.wv, ws.v, L.bv.f32()}};
     probed("qkv", [&] {
       if (n > 1)
-        matmul_forked(qkv, ws.h, ws.xq, n, ws, s);
+        matmul_prefill(qkv, ws.h, ws.xq, n, ws, s);
       else
         matmul_shared_input(qkv, ws.h, ws.xq, n, s);
     });
@@ -182,7 +205,12 @@ void forward_layers(const DeviceModel& m, const KvCache& kv, const Workspace& ws
       norm_and_quantize(ws.x, L.ffn_norm.f32(), c.rms_eps, d, n, ws.h, ws.xq, fuse, s);
     });
     const Projection gate_up[] = {{&L.w_gate, ws.gate, nullptr}, {&L.w_up, ws.up, nullptr}};
-    probed("gate_up", [&] { matmul_shared_input(gate_up, ws.h, ws.xq, n, s); });
+    probed("gate_up", [&] {
+      if (n > 1)
+        matmul_prefill(gate_up, ws.h, ws.xq, n, ws, s);
+      else
+        matmul_shared_input(gate_up, ws.h, ws.xq, n, s);
+    });
     if (fuse) {
       probed("swiglu", [&] {
         swiglu_quant(ws.gate, ws.up, ws.gate, ws.xq, static_cast<int64_t>(n) * ff, s);

@@ -215,12 +215,37 @@ struct Smem {
 // Fragment k-order: the mma's k slots 4 t4 + i (registers a0/a1, b0) and 16 + 4 t4 + i (a2/a3,
 // b1) of thread t4 hold block elements 8 t4 + i and 8 t4 + 4 + i, for weights and activations
 // alike: one 8-byte load per row or token. The dot is the same sum in another order (exact).
+// Up to kMaxMmaSegments matrices with one input: row tiles [tile_end[s - 1], tile_end[s]) of
+// the grid's y belong to matrix s.
+struct MmaParams {
+  const uint8_t* w[kMaxMmaSegments];
+  float* out[kMaxMmaSegments];
+  const float* bias[kMaxMmaSegments];
+  int64_t rows[kMaxMmaSegments];
+  int64_t out_stride[kMaxMmaSegments];
+  int tile_end[kMaxMmaSegments];
+  unsigned acc_mask;  // bit s: matrix s accumulates into out
+  int n_segments;
+  int64_t row_bytes;
+  int n_blocks;
+  const ActBlock* xq;
+  int n_tokens;
+};
+
 // R: rows per tile, 64 or 32 (each warp then owns R / 2 rows as R / 32 mma tiles of 16 rows).
 template <typename F, int R>
 __global__ void __launch_bounds__(kThreads, RESIDENT_MMA_MIN_BLOCKS)
-    matmul_mma_kernel(const uint8_t* __restrict__ w, int64_t rows, int64_t row_bytes, int n_blocks,
-                      const ActBlock* __restrict__ xq, int n_tokens, float* out, int64_t out_stride,
-                      const float* __restrict__ bias, bool accumulate) {
+    matmul_mma_kernel(const MmaParams P) {
+  int seg = 0;
+  while (seg + 1 < P.n_segments && static_cast<int>(blockIdx.y) >= P.tile_end[seg]) ++seg;
+  const int row_tile = static_cast<int>(blockIdx.y) - (seg == 0 ? 0 : P.tile_end[seg - 1]);
+  const uint8_t* __restrict__ w = P.w[seg];
+  const int64_t rows = P.rows[seg], row_bytes = P.row_bytes, out_stride = P.out_stride[seg];
+  const int n_blocks = P.n_blocks, n_tokens = P.n_tokens;
+  const ActBlock* __restrict__ xq = P.xq;
+  float* out = P.out[seg];
+  const float* __restrict__ bias = P.bias[seg];
+  const bool accumulate = (P.acc_mask >> seg) & 1u;
   using B = typename F::B;
   using Win = Window<F>;
   constexpr int kF = F::kFields;
@@ -233,7 +258,7 @@ __global__ void __launch_bounds__(kThreads, RESIDENT_MMA_MIN_BLOCKS)
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int g = lane / 4, t4 = lane % 4;  // mma fragment coordinates
   const int wm = warp & 1, wn = warp >> 1;
-  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * R;
+  const int64_t r0 = static_cast<int64_t>(row_tile) * R;
   const int t0 = blockIdx.x * kToks;
   const int n_stages = n_blocks / kStageBlocks;
   // A warp whose rows or tokens all lie past the end only helps to stage.
@@ -439,7 +464,7 @@ __global__ void __launch_bounds__(kThreads, RESIDENT_MMA_MIN_BLOCKS)
 }
 
 template <typename F, int R>
-void launch_tiles(const MatvecArgs& a, int64_t row_bytes, cudaStream_t stream) {
+void launch_tiles(MmaParams p, cudaStream_t stream) {
   // Dynamic shared memory beyond 48 KB, and the largest carveout so that several thread blocks
   // share an SM.
   constexpr size_t kSmem = sizeof(Smem<F, R>);
@@ -452,13 +477,16 @@ void launch_tiles(const MatvecArgs& a, int64_t row_bytes, cudaStream_t stream) {
     return true;
   }();
   (void)configured;
+  int tiles = 0;
+  for (int s = 0; s < p.n_segments; ++s) {
+    tiles += static_cast<int>((p.rows[s] + R - 1) / R);
+    p.tile_end[s] = tiles;
+  }
   // Token tiles along x: the thread blocks of one row tile run together and share its weights
   // through L2, so each weight byte comes from DRAM about once.
-  const dim3 grid(static_cast<unsigned>((a.n_tokens + kToks - 1) / kToks),
-                  static_cast<unsigned>((a.rows + R - 1) / R));
-  matmul_mma_kernel<F, R><<<grid, kThreads, kSmem, stream>>>(
-      static_cast<const uint8_t*>(a.w), a.rows, row_bytes, static_cast<int>(a.n / 32), a.xq,
-      a.n_tokens, a.out, a.out_stride, a.bias, a.accumulate);
+  const dim3 grid(static_cast<unsigned>((p.n_tokens + kToks - 1) / kToks),
+                  static_cast<unsigned>(tiles));
+  matmul_mma_kernel<F, R><<<grid, kThreads, kSmem, stream>>>(p);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -467,43 +495,72 @@ void launch_tiles(const MatvecArgs& a, int64_t row_bytes, cudaStream_t stream) {
 // (8 x 24 = 192 tiles for 132 SMs, 1-2 per SM) ran each SM's 1-2 long tiles back to back; 384
 // half tiles put ~3 on every SM. RESIDENT_CUDA_LEGACY=mma64 keeps 64-row tiles everywhere.
 template <typename F>
-void launch(const MatvecArgs& a, int64_t row_bytes, cudaStream_t stream) {
+void launch(const MmaParams& p, cudaStream_t stream) {
   static const bool only64 = use_legacy("mma64");
-  const int64_t tiles64 = ((a.n_tokens + kToks - 1) / kToks) * ((a.rows + kRows - 1) / kRows);
+  int64_t tiles64 = 0;
+  for (int s = 0; s < p.n_segments; ++s) tiles64 += (p.rows[s] + kRows - 1) / kRows;
+  tiles64 *= (p.n_tokens + kToks - 1) / kToks;
   if (!only64 && tiles64 < 2 * static_cast<int64_t>(current_sm_count()))
-    return launch_tiles<F, kRowsSmall>(a, row_bytes, stream);
-  launch_tiles<F, kRows>(a, row_bytes, stream);
+    return launch_tiles<F, kRowsSmall>(p, stream);
+  launch_tiles<F, kRows>(p, stream);
 }
 
 }  // namespace
 
-bool matmul_mma(const MatvecArgs& a, int64_t row_bytes, cudaStream_t stream) {
-  if (a.n_tokens < 16 || !a.xq || !a.w || !a.out) return false;
+bool matmul_mma_multi(const MatvecArgs* segs, int n_segs, int64_t row_bytes, cudaStream_t stream) {
+  if (n_segs < 1 || n_segs > kMaxMmaSegments) return false;
+  const MatvecArgs& a = segs[0];
+  if (a.n_tokens < 16 || !a.xq) return false;
   if (a.n <= 0 || a.n % (32 * kStageBlocks) != 0) return false;   // whole stages only
   if (reinterpret_cast<uintptr_t>(a.xq) % 16 != 0) return false;  // 16-byte cp.async
-  if ((a.rows + kRowsSmall - 1) / kRowsSmall > 65535 || a.n / 32 > (1 << 30)) return false;
+  if (a.n / 32 > (1 << 30)) return false;
+  MmaParams p{};
+  int64_t tiles = 0;
+  for (int s = 0; s < n_segs; ++s) {
+    const MatvecArgs& b = segs[s];
+    // One input: the same format, row length, tokens and activation blocks.
+    if (b.type != a.type || b.n != a.n || b.n_tokens != a.n_tokens || b.xq != a.xq) return false;
+    if (!b.w || !b.out || b.rows < 1) return false;
+    tiles += (b.rows + kRowsSmall - 1) / kRowsSmall;
+    p.w[s] = static_cast<const uint8_t*>(b.w);
+    p.out[s] = b.out;
+    p.bias[s] = b.bias;
+    p.rows[s] = b.rows;
+    p.out_stride[s] = b.out_stride;
+    if (b.accumulate) p.acc_mask |= 1u << s;
+  }
+  if (tiles > 65535) return false;
+  p.n_segments = n_segs;
+  p.row_bytes = row_bytes;
+  p.n_blocks = static_cast<int>(a.n / 32);
+  p.xq = a.xq;
+  p.n_tokens = a.n_tokens;
   switch (a.type) {
     case quant::Type::Q8_0:
-      launch<FmtQ8_0>(a, row_bytes, stream);
+      launch<FmtQ8_0>(p, stream);
       return true;
     case quant::Type::Q4_0:
-      launch<FmtQ4_0>(a, row_bytes, stream);
+      launch<FmtQ4_0>(p, stream);
       return true;
     case quant::Type::Q5_0:
-      launch<FmtQ5_0>(a, row_bytes, stream);
+      launch<FmtQ5_0>(p, stream);
       return true;
     case quant::Type::Q4_K:
-      launch<FmtQ4_K>(a, row_bytes, stream);
+      launch<FmtQ4_K>(p, stream);
       return true;
     case quant::Type::Q5_K:
-      launch<FmtQ5_K>(a, row_bytes, stream);
+      launch<FmtQ5_K>(p, stream);
       return true;
     case quant::Type::Q6_K:
-      launch<FmtQ6_K>(a, row_bytes, stream);
+      launch<FmtQ6_K>(p, stream);
       return true;
     default:
       return false;  // float weights: matvec's float path
   }
+}
+
+bool matmul_mma(const MatvecArgs& a, int64_t row_bytes, cudaStream_t stream) {
+  return matmul_mma_multi(&a, 1, row_bytes, stream);
 }
 
 }  // namespace resident::cuda

@@ -19,4 +19,12 @@ namespace resident::cuda {
 // already checked the common preconditions.
 bool matmul_mma(const MatvecArgs& a, int64_t row_bytes, cudaStream_t stream);
 
+// The same for up to kMaxMmaSegments matrices that share the weight format, row length, tokens
+// and activation blocks (gate and up; q, k and v), in ONE launch: their tiles fill the GPU's
+// waves together instead of each launch ending in a partly empty wave. Each matrix keeps its own
+// rows, output, stride, bias and epilogue. Returns false (launching nothing) where matmul_mma
+// would for any of them, or when they do not share their input.
+inline constexpr int kMaxMmaSegments = 3;
+bool matmul_mma_multi(const MatvecArgs* segs, int n_segs, int64_t row_bytes, cudaStream_t stream);
+
 }  // namespace resident::cuda

@@ -206,7 +206,10 @@ void launch(const MatvecArgs& a, int64_t row_bytes, cudaStream_t stream) {
 
 }  // namespace
 
-void matvec(const MatvecArgs& a, cudaStream_t stream) {
+namespace {
+
+// The preconditions every path relies on (throws resident::Error).
+void check_args(const MatvecArgs& a) {
   const auto& info = quant::type_info(a.type);
   const std::string what = "cuda matvec (" + std::string(info.name) + "): ";
   if (!a.w || !a.out) throw Error(what + "null weight or output pointer");
@@ -221,6 +224,25 @@ void matvec(const MatvecArgs& a, cudaStream_t stream) {
   if (!int8 && !a.xf) throw Error(what + "float weights need float activations");
   // Q4_K/Q5_K read 32-bit words, F32 floats: their rows must start 4-byte aligned.
   if (reinterpret_cast<uintptr_t>(a.w) % 4 != 0) throw Error(what + "weights not 4-byte aligned");
+}
+
+}  // namespace
+
+void matvec_multi(const MatvecArgs* a, int n, cudaStream_t stream) {
+  for (int i = 0; i < n; ++i) check_args(a[i]);
+  static const bool legacy = use_legacy("matvec") || use_legacy("mma") || use_legacy("mma_multi");
+  if (n > 1 && !legacy && a[0].n_tokens >= 16 &&
+      matmul_mma_multi(a, n,
+                       static_cast<int64_t>(quant::row_bytes(quant::type_info(a[0].type), a[0].n)),
+                       stream))
+    return;
+  for (int i = 0; i < n; ++i) matvec(a[i], stream);
+}
+
+void matvec(const MatvecArgs& a, cudaStream_t stream) {
+  check_args(a);
+  const auto& info = quant::type_info(a.type);
+  const std::string what = "cuda matvec (" + std::string(info.name) + "): ";
   const int64_t row_bytes = static_cast<int64_t>(quant::row_bytes(info, a.n));
   switch (a.type) {
     case quant::Type::Q4_0:

@@ -29,4 +29,9 @@ struct MatvecArgs {
 // Checks the preconditions (throws resident::Error) and launches on `stream`.
 void matvec(const MatvecArgs& args, cudaStream_t stream);
 
+// n matrices that share their input (same format, row length, tokens, activations): one
+// tensor-core launch for prefill batches where matmul_mma_multi takes them, else matvec() on
+// each. RESIDENT_CUDA_LEGACY=mma_multi: always one launch per matrix.
+void matvec_multi(const MatvecArgs* args, int n, cudaStream_t stream);
+
 }  // namespace resident::cuda

@@ -89,6 +89,89 @@ TEST(CudaMatmulMma, MatchesSpecWith64RowTiles) {
     check_mma(rng, {type, rows, 256, 130, true, true});
 }
 
+// Several matrices with one input in one launch (gate/up, q/k/v): each equals its own spec
+// result, with its own rows, stride, bias and epilogue; both tile heights.
+TEST(CudaMatmulMma, MultiMatchesSpecPerMatrix) {
+  REQUIRE_GPU_OR_SKIP();
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("RESIDENT_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  struct Seg {
+    int64_t rows;
+    bool bias, accumulate;
+    int64_t pad;
+  };
+  const int64_t big = 64 * static_cast<int64_t>(current_sm_count());  // 64-row tiles
+  for (Type type : {Type::Q4_K, Type::Q6_K, Type::Q8_0}) {
+    for (const std::vector<Seg>& segs :
+         {std::vector<Seg>{{100, true, false, 0}, {37, false, true, 3}, {64, true, true, 0}},
+          std::vector<Seg>{{big + 5, false, false, 0}, {big, false, false, 1}}}) {
+      const int64_t n = 512;
+      const int n_tokens = 70;
+      SCOPED_TRACE(std::string(mma_ref::name(type)) + " segments " + std::to_string(segs.size()) +
+                   " first rows " + std::to_string(segs[0].rows));
+      const std::vector<ActBlock> xq = mma_ref::random_activations(rng, n, n_tokens);
+      auto dxq = upload(xq);
+      std::vector<MatvecArgs> args;
+      std::vector<DeviceBuffer<uint8_t>> dw;
+      std::vector<DeviceBuffer<float>> db, dout;
+      std::vector<std::vector<float>> want;
+      for (const Seg& g : segs) {
+        const int64_t stride = g.rows + g.pad;
+        const std::vector<uint8_t> w = mma_ref::random_weights(rng, type, g.rows, n, 512);
+        const std::vector<float> bias = random_floats(rng, g.rows);
+        std::vector<float> prior = random_floats(rng, stride * n_tokens);
+        if (!g.accumulate) prior.assign(prior.size(), numerics::bits_to_float(0xffffffffu));
+        std::vector<float> cpu = prior;
+        mma_ref::reference(type, w.data(), g.rows, n, xq.data(), n_tokens, cpu.data(), stride,
+                           g.bias ? bias.data() : nullptr, g.accumulate);
+        want.push_back(cpu);
+        dw.push_back(upload(w));
+        db.push_back(upload(bias));
+        dout.push_back(upload(prior));
+        MatvecArgs a;
+        a.type = type;
+        a.w = dw.back().get();
+        a.rows = g.rows;
+        a.n = n;
+        a.xq = dxq.get();
+        a.n_tokens = n_tokens;
+        a.out = dout.back().get();
+        a.out_stride = stride;
+        a.bias = g.bias ? db.back().get() : nullptr;
+        a.accumulate = g.accumulate;
+        args.push_back(a);
+      }
+      ASSERT_TRUE(matmul_mma_multi(args.data(), static_cast<int>(args.size()),
+                                   mma_ref::row_bytes(type, n), nullptr));
+      for (size_t i = 0; i < segs.size(); ++i)
+        EXPECT_TRUE(same_bits(download(dout[i]), want[i], "matrix " + std::to_string(i)));
+    }
+  }
+  // Matrices that do not share their input are declined.
+  auto dxq = poisoned<ActBlock>(16 * 64);
+  auto dxq2 = poisoned<ActBlock>(16 * 64);
+  auto dw = poisoned<uint8_t>(64 * 2048);
+  auto dout = poisoned<float>(64 * 64);
+  MatvecArgs a;
+  a.type = Type::Q4_K;
+  a.w = dw.get();
+  a.rows = 64;
+  a.n = 512;
+  a.xq = dxq.get();
+  a.n_tokens = 64;
+  a.out = dout.get();
+  a.out_stride = 64;
+  MatvecArgs b = a;
+  b.xq = dxq2.get();
+  const MatvecArgs pair[] = {a, b};
+  EXPECT_FALSE(matmul_mma_multi(pair, 2, mma_ref::row_bytes(Type::Q4_K, 512), nullptr));
+  b = a;
+  b.type = Type::Q6_K;
+  const MatvecArgs mixed[] = {a, b};
+  EXPECT_FALSE(matmul_mma_multi(mixed, 2, mma_ref::row_bytes(Type::Q4_K, 512), nullptr));
+}
+
 TEST(CudaMatmulMma, DeclinesWhatItDoesNotHandle) {
   REQUIRE_GPU_OR_SKIP();
   auto dxq = poisoned<ActBlock>(48 * 64 + 1);
