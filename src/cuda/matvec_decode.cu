@@ -19,10 +19,12 @@
 #include <cstdlib>
 #include <mutex>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 
 #include "cuda/cuda_check.h"
 #include "cuda/device.h"
+#include "cuda/legacy_switch.h"
 #include "cuda/matvec_decode.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/quant_blocks.h"
@@ -45,11 +47,12 @@ struct Params {
   int acc_mask;                           // bit s: segment s accumulates into out
   int n_segments;
   int64_t row_bytes;
-  int n_blocks;     // 32-blocks per row
-  int group_rows;   // R
-  int part_stride;  // odd >= n_blocks (conflict-free column reads in the sums)
-  int act_bytes;    // staged activation blocks, 16-byte multiple
-  int w_bytes;      // staged weight bytes: R rows at any 16-byte alignment, 16-byte multiple
+  int n_blocks;         // 32-blocks per row
+  int group_rows;       // R
+  int part_stride;      // odd >= n_blocks (conflict-free column reads in the sums)
+  int act_bytes;        // staged activation blocks, 16-byte multiple
+  bool rows_aligned16;  // every row starts 16-byte aligned (load_q4k_a16 may be used)
+  int w_bytes;          // staged weight bytes: R rows at any 16-byte alignment, 16-byte multiple
   const numerics::ActBlock* xq;
 };
 
@@ -93,6 +96,26 @@ __device__ __forceinline__ void stage_group(const Params& p, const Group& gr, ui
     }
   }
   asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+// Q4_K's 32-block j (blocks::Q4_K::load, the same fields) for a row staged at a 16-byte aligned
+// address: its 32 quant bytes as two 16-byte loads instead of eight 4-byte ones (ncu, round 5:
+// the 4-byte loads of a warp cost 2 shared-memory wavefronts each, the ideal being 1).
+__device__ __forceinline__ blocks::Q4_K::Block load_q4k_a16(const uint8_t* row, int64_t j) {
+  const uint8_t* b = row + (j / 8) * blocks::Q4_K::kBlockBytes;
+  const int sub = static_cast<int>(j % 8);
+  int sc, m;
+  blocks::k4_scale_min(b + 4, sub, &sc, &m);
+  blocks::Q4_K::Block out;
+  out.dsc = blocks::half_to_float(blocks::load_u16(b)) * static_cast<float>(sc);
+  out.dm = blocks::half_to_float(blocks::load_u16(b + 2)) * static_cast<float>(m);
+  const uint4* qs = reinterpret_cast<const uint4*>(b + 16 + 32 * (sub / 2));
+  const uint4 x = qs[0], y = qs[1];
+  const uint32_t v[8] = {x.x, x.y, x.z, x.w, y.x, y.y, y.z, y.w};
+  const int shift = 4 * (sub & 1);
+#pragma unroll
+  for (int k = 0; k < 8; ++k) out.w[k] = static_cast<int>((v[k] >> shift) & 0x0f0f0f0fu);
+  return out;
 }
 
 // One wave of thread blocks; block b takes groups b, b + gridDim.x, ... The next group's bytes
@@ -140,10 +163,21 @@ __global__ void __launch_bounds__(kThreads, 4) matvec_decode_kernel(const Params
     const uint8_t* rows = buf + (reinterpret_cast<uintptr_t>(cur.start) & 15);
     // Item it = i * nb + j, stepped by kThreads without a division per item (i0, j0 and the
     // step's quotient and remainder come once per block).
-    for (int i = i0, j = j0; i < cur.n;) {
-      part[i * p.part_stride + j] = B::partial(B::load(rows + i * p.row_bytes, j), a_s[j]);
-      i += step_i, j += step_j;
-      if (j >= nb) j -= nb, ++i;
+    const auto partials = [&](auto load) {
+      for (int i = i0, j = j0; i < cur.n;) {
+        part[i * p.part_stride + j] = B::partial(load(rows + i * p.row_bytes, j), a_s[j]);
+        i += step_i, j += step_j;
+        if (j >= nb) j -= nb, ++i;
+      }
+    };
+    const auto load = [](const uint8_t* row, int64_t j) { return B::load(row, j); };
+    if constexpr (std::is_same_v<B, blocks::Q4_K>) {
+      if (p.rows_aligned16)
+        partials([](const uint8_t* row, int64_t j) { return load_q4k_a16(row, j); });
+      else
+        partials(load);
+    } else {
+      partials(load);
     }
     __syncthreads();
 
@@ -263,6 +297,13 @@ void matvec_decode(const MatvecDecodeArgs& a, cudaStream_t stream) {
   p.act_bytes = round16(static_cast<int64_t>(p.n_blocks) * sizeof(numerics::ActBlock));
   p.w_bytes = round16(p.group_rows * p.row_bytes + 16);
   p.xq = a.xq;
+  // Staged rows sit at their global address mod 16 (stage_group), so they are 16-byte aligned in
+  // shared memory when every segment's base and the row length are.
+  // RESIDENT_CUDA_LEGACY=q4k16: always the 4-byte loads (A/B runs).
+  static const bool legacy16 = use_legacy("q4k16");
+  p.rows_aligned16 = !legacy16 && p.row_bytes % 16 == 0;
+  for (int s = 0; s < a.n_segments; ++s)
+    p.rows_aligned16 = p.rows_aligned16 && reinterpret_cast<uintptr_t>(a.seg[s].w) % 16 == 0;
 
   switch (a.type) {
     case quant::Type::Q4_0:

@@ -226,6 +226,38 @@ TEST(CudaKernels, MatvecDecodeSegmentsMatchCpu) {
   }
 }
 
+// Q4_K rows that start 4- but not 16-byte aligned take matvec_decode's 4-byte loads (the
+// 16-byte path needs aligned rows): same bits either way.
+TEST(CudaKernels, MatvecDecodeQ4KRowsNot16ByteAligned) {
+  REQUIRE_GPU_OR_SKIP();
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("RESIDENT_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  for (int64_t offset : {0, 4, 8, 12}) {
+    SCOPED_TRACE("weights at +" + std::to_string(offset) + " bytes");
+    const int64_t rows = 300, n = 1536;
+    const std::vector<float> x = activations(rng, n, 1);
+    std::vector<ActBlock> xq(n / 32);
+    quant::quantize_activations(x.data(), xq.data(), n);
+    const std::vector<uint8_t> w = random_weights(rng, Type::Q4_K, rows, n);
+    std::vector<float> cpu(rows);
+    quant::matmul_rows(Type::Q4_K, w.data(), n, xq.data(), nullptr, 1, cpu.data(), rows, 0, rows);
+    std::vector<uint8_t> shifted(offset, 0xee);
+    shifted.insert(shifted.end(), w.begin(), w.end());
+    auto dw = upload(shifted);
+    auto dxq = upload(xq);
+    auto dout = poisoned<float>(rows);
+    MatvecDecodeArgs a;
+    a.type = Type::Q4_K;
+    a.n = n;
+    a.xq = dxq.get();
+    a.seg[0] = {dw.get() + offset, rows, dout.get(), nullptr, false};
+    a.n_segments = 1;
+    matvec_decode(a, nullptr);
+    EXPECT_TRUE(same_bits(download(dout), cpu, "matvec_decode"));
+  }
+}
+
 TEST(CudaKernels, MatvecLmHeadShape) {
   REQUIRE_GPU_OR_SKIP();
   const uint64_t seed = fresh_seed();
