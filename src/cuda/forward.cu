@@ -43,8 +43,9 @@ void matmul(const DeviceTensor& w, const float* x, const numerics::ActBlock* xq,
 }
 
 // Decode (one token): matrices that read the same activations go through one matvec_decode
-// launch per run of equal weight types (q/k/v are often Q4_K/Q4_K/Q6_K: two launches; gate/up:
-// one).
+// launch: all of them when they share a weight type or are the Q4_K + Q6_K pair the kernel
+// takes together (Q4_K_M's q/k with a Q6_K v), else one launch per run of equal types.
+// RESIDENT_CUDA_LEGACY=mixed: one launch per run of equal types always.
 struct Projection {
   const DeviceTensor* w;
   float* out;
@@ -54,6 +55,7 @@ template <size_t N>
 void matmul_shared_input(const Projection (&ps)[N], const float* x, const numerics::ActBlock* xq,
                          int n_tokens, cudaStream_t s) {
   static const bool legacy = use_legacy("decode");
+  static const bool no_mixed = use_legacy("mixed");
   const DeviceTensor& w0 = *ps[0].w;
   bool shared = n_tokens == 1 && !legacy;
   for (const Projection& p : ps)
@@ -62,6 +64,28 @@ void matmul_shared_input(const Projection (&ps)[N], const float* x, const numeri
   if (!shared) {
     for (const Projection& p : ps) matmul(*p.w, x, xq, n_tokens, p.out, s, p.bias);
     return;
+  }
+  // The second type met, if any, and whether one launch takes both.
+  quant::Type other = w0.type;
+  bool two_types = false;
+  for (const Projection& p : ps)
+    if (p.w->type != w0.type) other = p.w->type, two_types = true;
+  bool one_launch = !two_types;
+  if (two_types && !no_mixed) {
+    one_launch = true;
+    for (const Projection& p : ps)
+      one_launch = one_launch && (p.w->type == w0.type || p.w->type == other);
+    one_launch = one_launch && matvec_decode_pair_supported(w0.type, other, w0.row_length);
+  }
+  if (one_launch && N <= kMaxDecodeSegments) {
+    MatvecDecodeArgs a;
+    a.type = w0.type;
+    a.alt_type = other;
+    a.n = w0.row_length;
+    a.xq = xq;
+    for (const Projection& p : ps)
+      a.seg[a.n_segments++] = {p.w->data, p.w->rows, p.out, p.bias, false, p.w->type != w0.type};
+    return matvec_decode(a, s);
   }
   for (size_t i = 0; i < N;) {
     MatvecDecodeArgs a;

@@ -44,15 +44,16 @@ struct Params {
   const float* bias[kMaxDecodeSegments];
   int64_t rows[kMaxDecodeSegments];
   int64_t group_end[kMaxDecodeSegments];  // cumulative group counts
+  int64_t row_bytes[kMaxDecodeSegments];  // of each segment's format
   int acc_mask;                           // bit s: segment s accumulates into out
+  int alt_mask;                           // bit s: segment s is in the launch's second format
   int n_segments;
-  int64_t row_bytes;
   int n_blocks;         // 32-blocks per row
   int group_rows;       // R
   int part_stride;      // odd >= n_blocks (conflict-free column reads in the sums)
   int act_bytes;        // staged activation blocks, 16-byte multiple
-  bool rows_aligned16;  // every row starts 16-byte aligned (load_q4k_a16 may be used)
-  int w_bytes;          // staged weight bytes: R rows at any 16-byte alignment, 16-byte multiple
+  bool rows_aligned16;  // every first-format row starts 16-byte aligned (load_q4k_a16)
+  int w_bytes;          // staged weight bytes: R of the longest rows at any 16-byte alignment, x16
   const numerics::ActBlock* xq;
 };
 
@@ -67,6 +68,8 @@ struct Group {
   int n;
   int64_t first;
   const uint8_t* start;
+  int64_t row_bytes;
+  bool alt;  // the segment's format is the launch's second one
 };
 
 __device__ __forceinline__ Group locate(const Params& p, int64_t g) {
@@ -74,15 +77,19 @@ __device__ __forceinline__ Group locate(const Params& p, int64_t g) {
   while (s + 1 < p.n_segments && g >= p.group_end[s]) ++s;
   const int64_t first = (g - (s == 0 ? 0 : p.group_end[s - 1])) * p.group_rows;
   const int64_t left = p.rows[s] - first;
-  return {s, static_cast<int>(left < p.group_rows ? left : p.group_rows), first,
-          p.w[s] + first * p.row_bytes};
+  return {s,
+          static_cast<int>(left < p.group_rows ? left : p.group_rows),
+          first,
+          p.w[s] + first * p.row_bytes[s],
+          p.row_bytes[s],
+          ((p.alt_mask >> s) & 1) != 0};
 }
 
 // The group's bytes into `buf`: 16-byte chunks of their aligned cover, one chunk per thread in
 // turn (coalesced), as one cp.async group. A chunk holding a byte of the rows cannot cross a
 // page, but past the tensor's last row it could leave the allocation: that one is bytewise.
 __device__ __forceinline__ void stage_group(const Params& p, const Group& gr, uint8_t* buf) {
-  const uint8_t* end = gr.start + gr.n * p.row_bytes;
+  const uint8_t* end = gr.start + gr.n * gr.row_bytes;
   const uint8_t* a0 =
       reinterpret_cast<const uint8_t*>(reinterpret_cast<uintptr_t>(gr.start) & ~uintptr_t{15});
   const int n_chunks = static_cast<int>((end - a0 + 15) / 16);
@@ -121,8 +128,18 @@ __device__ __forceinline__ blocks::Q4_K::Block load_q4k_a16(const uint8_t* row, 
 // One wave of thread blocks; block b takes groups b, b + gridDim.x, ... The next group's bytes
 // are copied while the current one is computed (two buffers). The first copy is issued before
 // the PDL wait: weights are never written, so it overlaps the previous kernel's tail.
-template <typename B>
-__global__ void __launch_bounds__(kThreads, 4) matvec_decode_kernel(const Params p) {
+// B2 (when not B): the format of the segments in p.alt_mask (q/k in Q4_K with v in Q6_K: one
+// launch instead of two in a row); a group's rows are all of one segment, so the choice is
+// uniform per group.
+// Thread blocks per SM the registers are budgeted for: 5 (<= 51 registers: Q4_K needs 48 and
+// would get 54 unbudgeted, i.e. 4 blocks per SM instead of 5), 4 for Q5_K (it would spill) and
+// for the two-format kernel.
+template <typename B, typename B2>
+constexpr int kMinBlocks = std::is_same_v<B, B2> && !std::is_same_v<B, blocks::Q5_K> ? 5 : 4;
+
+template <typename B, typename B2 = B>
+__global__ void __launch_bounds__(kThreads, kMinBlocks<B, B2>)
+    matvec_decode_kernel(const Params p) {
   extern __shared__ uint4 smem[];
   pdl_trigger();
   const int tid = threadIdx.x;
@@ -163,21 +180,35 @@ __global__ void __launch_bounds__(kThreads, 4) matvec_decode_kernel(const Params
     const uint8_t* rows = buf + (reinterpret_cast<uintptr_t>(cur.start) & 15);
     // Item it = i * nb + j, stepped by kThreads without a division per item (i0, j0 and the
     // step's quotient and remainder come once per block).
-    const auto partials = [&](auto load) {
+    const auto partials = [&](auto load, auto partial) {
       for (int i = i0, j = j0; i < cur.n;) {
-        part[i * p.part_stride + j] = B::partial(load(rows + i * p.row_bytes, j), a_s[j]);
+        part[i * p.part_stride + j] = partial(load(rows + i * cur.row_bytes, j), a_s[j]);
         i += step_i, j += step_j;
         if (j >= nb) j -= nb, ++i;
       }
     };
-    const auto load = [](const uint8_t* row, int64_t j) { return B::load(row, j); };
-    if constexpr (std::is_same_v<B, blocks::Q4_K>) {
-      if (p.rows_aligned16)
-        partials([](const uint8_t* row, int64_t j) { return load_q4k_a16(row, j); });
-      else
-        partials(load);
+    // The first format's partials (Q4_K: 16-byte quant loads where the rows allow).
+    const auto first_format = [&] {
+      const auto partial = [](const typename B::Block& b, const numerics::ActBlock& a) {
+        return B::partial(b, a);
+      };
+      if constexpr (std::is_same_v<B, blocks::Q4_K>) {
+        if (p.rows_aligned16) {
+          partials([](const uint8_t* row, int64_t j) { return load_q4k_a16(row, j); }, partial);
+          return;
+        }
+      }
+      partials([](const uint8_t* row, int64_t j) { return B::load(row, j); }, partial);
+    };
+    if constexpr (std::is_same_v<B, B2>) {
+      first_format();
+    } else if (cur.alt) {
+      partials([](const uint8_t* row, int64_t j) { return B2::load(row, j); },
+               [](const typename B2::Block& b, const numerics::ActBlock& a) {
+                 return B2::partial(b, a);
+               });
     } else {
-      partials(load);
+      first_format();
     }
     __syncthreads();
 
@@ -209,8 +240,8 @@ int round16(int64_t v) {
   return static_cast<int>((v + 15) & ~int64_t{15});
 }
 
-// Resident thread blocks per SM for a shared-memory size, asked once per (format, size).
-template <typename B>
+// Resident thread blocks per SM for a shared-memory size, asked once per (formats, size).
+template <typename B, typename B2>
 int blocks_per_sm(int smem) {
   static std::mutex mutex;
   static std::unordered_map<int, int> cache;
@@ -218,19 +249,19 @@ int blocks_per_sm(int smem) {
   auto it = cache.find(smem);
   if (it != cache.end()) return it->second;
   int per_sm = 0;
-  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, matvec_decode_kernel<B>,
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, matvec_decode_kernel<B, B2>,
                                                            kThreads, smem));
   cache.emplace(smem, per_sm);
   return per_sm;
 }
 
-template <typename B>
+template <typename B, typename B2 = B>
 void launch(const Params& p, int64_t groups, cudaStream_t stream) {
   const int smem = p.act_bytes + 2 * p.w_bytes + p.group_rows * p.part_stride * 4;  // <= 48 KB
-  const int per_sm = blocks_per_sm<B>(smem);
+  const int per_sm = blocks_per_sm<B, B2>(smem);
   if (per_sm < 1) throw Error("cuda matvec_decode: a thread block does not fit on an SM");
   const int64_t grid = std::min<int64_t>(groups, static_cast<int64_t>(per_sm) * current_sm_count());
-  launch_pdl(matvec_decode_kernel<B>, dim3(static_cast<unsigned>(grid)), dim3(kThreads), smem,
+  launch_pdl(matvec_decode_kernel<B, B2>, dim3(static_cast<unsigned>(grid)), dim3(kThreads), smem,
              stream, p);
 }
 
@@ -257,6 +288,12 @@ int rows_per_block(int64_t n_blocks, int64_t row_bytes) {
 
 }  // namespace
 
+bool matvec_decode_pair_supported(quant::Type type, quant::Type alt_type, int64_t n) {
+  if (type != quant::Type::Q4_K || alt_type != quant::Type::Q6_K) return false;
+  if (!matvec_decode_supported(type, n) || !matvec_decode_supported(alt_type, n)) return false;
+  return true;
+}
+
 bool matvec_decode_supported(quant::Type type, int64_t n) {
   if (!quant::uses_int8_activations(type) || n <= 0 || n % 32 != 0) return false;
   const auto& info = quant::type_info(type);
@@ -272,11 +309,19 @@ void matvec_decode(const MatvecDecodeArgs& a, cudaStream_t stream) {
   if (!a.xq) throw Error(what + "null activation blocks");
   if (a.n_segments < 1 || a.n_segments > kMaxDecodeSegments)
     throw Error(what + "1 to " + std::to_string(kMaxDecodeSegments) + " segments");
+  bool any_alt = false;
+  for (int s = 0; s < a.n_segments; ++s) any_alt = any_alt || a.seg[s].alt;
+  const bool mixed = any_alt && a.alt_type != a.type;
+  if (mixed && !matvec_decode_pair_supported(a.type, a.alt_type, a.n))
+    throw Error(what + "no launch for this pair of formats");
   Params p = {};
-  p.row_bytes = static_cast<int64_t>(quant::row_bytes(info, a.n));
+  const int64_t rb = static_cast<int64_t>(quant::row_bytes(info, a.n));
+  const int64_t rb_alt =
+      mixed ? static_cast<int64_t>(quant::row_bytes(quant::type_info(a.alt_type), a.n)) : rb;
+  const int64_t rb_max = std::max(rb, rb_alt);
   p.n_blocks = static_cast<int>(a.n / 32);
   p.n_segments = a.n_segments;
-  p.group_rows = rows_per_block(p.n_blocks, p.row_bytes);
+  p.group_rows = rows_per_block(p.n_blocks, rb_max);
   int64_t groups = 0;
   for (int s = 0; s < a.n_segments; ++s) {
     const DecodeSegment& g = a.seg[s];
@@ -284,27 +329,32 @@ void matvec_decode(const MatvecDecodeArgs& a, cudaStream_t stream) {
     if (g.rows < 1 || g.rows > (int64_t{1} << 31)) throw Error(what + "rows out of range");
     // Q4_K/Q5_K read 32-bit words: their rows must start 4-byte aligned.
     if (reinterpret_cast<uintptr_t>(g.w) % 4 != 0) throw Error(what + "weights not 4-byte aligned");
+    const bool alt = mixed && g.alt;
     p.w[s] = static_cast<const uint8_t*>(g.w);
     p.out[s] = g.out;
     p.bias[s] = g.bias;
     p.rows[s] = g.rows;
+    p.row_bytes[s] = alt ? rb_alt : rb;
     groups += (g.rows + p.group_rows - 1) / p.group_rows;
     p.group_end[s] = groups;
     if (g.accumulate) p.acc_mask |= 1 << s;
+    if (alt) p.alt_mask |= 1 << s;
   }
   if (groups > (int64_t{1} << 31) - 1) throw Error(what + "too many rows");
   p.part_stride = p.n_blocks | 1;
   p.act_bytes = round16(static_cast<int64_t>(p.n_blocks) * sizeof(numerics::ActBlock));
-  p.w_bytes = round16(p.group_rows * p.row_bytes + 16);
+  p.w_bytes = round16(p.group_rows * rb_max + 16);
   p.xq = a.xq;
   // Staged rows sit at their global address mod 16 (stage_group), so they are 16-byte aligned in
-  // shared memory when every segment's base and the row length are.
+  // shared memory when every first-format segment's base and the row length are.
   // RESIDENT_CUDA_LEGACY=q4k16: always the 4-byte loads (A/B runs).
   static const bool legacy16 = use_legacy("q4k16");
-  p.rows_aligned16 = !legacy16 && p.row_bytes % 16 == 0;
+  p.rows_aligned16 = !legacy16 && rb % 16 == 0;
   for (int s = 0; s < a.n_segments; ++s)
-    p.rows_aligned16 = p.rows_aligned16 && reinterpret_cast<uintptr_t>(a.seg[s].w) % 16 == 0;
+    if (!((p.alt_mask >> s) & 1))
+      p.rows_aligned16 = p.rows_aligned16 && reinterpret_cast<uintptr_t>(a.seg[s].w) % 16 == 0;
 
+  if (mixed) return launch<blocks::Q4_K, blocks::Q6_K>(p, groups, stream);  // the one pair
   switch (a.type) {
     case quant::Type::Q4_0:
       return launch<blocks::Q4_0>(p, groups, stream);

@@ -226,6 +226,66 @@ TEST(CudaKernels, MatvecDecodeSegmentsMatchCpu) {
   }
 }
 
+// q/k in Q4_K and v in Q6_K (as Q4_K_M files keep v in some layers) in one launch: each segment
+// equals its own CPU matmul, whichever format it is in and wherever it sits in the launch.
+TEST(CudaKernels, MatvecDecodeMixedFormatsMatchCpu) {
+  REQUIRE_GPU_OR_SKIP();
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("RESIDENT_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  ASSERT_TRUE(matvec_decode_pair_supported(Type::Q4_K, Type::Q6_K, 1536));
+  EXPECT_FALSE(matvec_decode_pair_supported(Type::Q6_K, Type::Q4_K, 1536));
+  EXPECT_FALSE(matvec_decode_pair_supported(Type::Q4_K, Type::Q8_0, 1536));
+  struct Seg {
+    Type type;
+    int64_t rows;
+    bool bias, accumulate;
+  };
+  for (int64_t n : {1536, 8960}) {
+    for (const std::vector<Seg>& segs :
+         {std::vector<Seg>{{Type::Q4_K, 1536, true, false},
+                           {Type::Q4_K, 256, true, false},
+                           {Type::Q6_K, 256, true, false}},
+          std::vector<Seg>{{Type::Q4_K, 37, false, true}, {Type::Q6_K, 300, true, true}}}) {
+      SCOPED_TRACE("n=" + std::to_string(n) + " segments " + std::to_string(segs.size()));
+      const std::vector<float> x = activations(rng, n, 1);
+      std::vector<ActBlock> xq(n / 32);
+      quant::quantize_activations(x.data(), xq.data(), n);
+      auto dxq = upload(xq);
+      MatvecDecodeArgs a;
+      a.type = Type::Q4_K;
+      a.alt_type = Type::Q6_K;
+      a.n = n;
+      a.xq = dxq.get();
+      std::vector<DeviceBuffer<uint8_t>> dw;
+      std::vector<DeviceBuffer<float>> dout, dbias;
+      std::vector<std::vector<float>> want;
+      for (const Seg& g : segs) {
+        const std::vector<uint8_t> w = random_weights(rng, g.type, g.rows, n, 256);
+        const std::vector<float> bias = random_floats(rng, g.rows);
+        const std::vector<float> prior = random_floats(rng, g.rows);
+        std::vector<float> cpu(g.rows);
+        quant::matmul_rows(g.type, w.data(), n, xq.data(), nullptr, 1, cpu.data(), g.rows, 0,
+                           g.rows);
+        for (int64_t r = 0; r < g.rows; ++r) {
+          if (g.bias) cpu[r] = cpu[r] + bias[r];
+          if (g.accumulate) cpu[r] = prior[r] + cpu[r];
+        }
+        want.push_back(cpu);
+        dw.push_back(upload(w));
+        dbias.push_back(upload(bias));
+        dout.push_back(g.accumulate ? upload(prior) : poisoned<float>(g.rows));
+        a.seg[a.n_segments++] = {dw.back().get(),   g.rows,
+                                 dout.back().get(), g.bias ? dbias.back().get() : nullptr,
+                                 g.accumulate,      g.type == Type::Q6_K};
+      }
+      matvec_decode(a, nullptr);
+      for (size_t i = 0; i < segs.size(); ++i)
+        EXPECT_TRUE(same_bits(download(dout[i]), want[i], "segment " + std::to_string(i)));
+    }
+  }
+}
+
 // Q4_K rows that start 4- but not 16-byte aligned take matvec_decode's 4-byte loads (the
 // 16-byte path needs aligned rows): same bits either way.
 TEST(CudaKernels, MatvecDecodeQ4KRowsNot16ByteAligned) {
