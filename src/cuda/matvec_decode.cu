@@ -131,15 +131,9 @@ __device__ __forceinline__ blocks::Q4_K::Block load_q4k_a16(const uint8_t* row, 
 // B2 (when not B): the format of the segments in p.alt_mask (q/k in Q4_K with v in Q6_K: one
 // launch instead of two in a row); a group's rows are all of one segment, so the choice is
 // uniform per group.
-// Thread blocks per SM the registers are budgeted for: 5 (<= 51 registers: Q4_K needs 48 and
-// would get 54 unbudgeted, i.e. 4 blocks per SM instead of 5), 4 for Q5_K (it would spill) and
-// for the two-format kernel.
-template <typename B, typename B2>
-constexpr int kMinBlocks = std::is_same_v<B, B2> && !std::is_same_v<B, blocks::Q5_K> ? 5 : 4;
-
-template <typename B, typename B2 = B>
-__global__ void __launch_bounds__(kThreads, kMinBlocks<B, B2>)
-    matvec_decode_kernel(const Params p) {
+// M: thread blocks per SM the registers are budgeted for (launch picks it, see kMinBlocks).
+template <typename B, typename B2, int M>
+__global__ void __launch_bounds__(kThreads, M) matvec_decode_kernel(const Params p) {
   extern __shared__ uint4 smem[];
   pdl_trigger();
   const int tid = threadIdx.x;
@@ -240,8 +234,8 @@ int round16(int64_t v) {
   return static_cast<int>((v + 15) & ~int64_t{15});
 }
 
-// Resident thread blocks per SM for a shared-memory size, asked once per (formats, size).
-template <typename B, typename B2>
+// Resident thread blocks per SM for a shared-memory size, asked once per (kernel, size).
+template <typename B, typename B2, int M>
 int blocks_per_sm(int smem) {
   static std::mutex mutex;
   static std::unordered_map<int, int> cache;
@@ -249,20 +243,36 @@ int blocks_per_sm(int smem) {
   auto it = cache.find(smem);
   if (it != cache.end()) return it->second;
   int per_sm = 0;
-  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, matvec_decode_kernel<B, B2>,
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, matvec_decode_kernel<B, B2, M>,
                                                            kThreads, smem));
   cache.emplace(smem, per_sm);
   return per_sm;
 }
 
-template <typename B, typename B2 = B>
-void launch(const Params& p, int64_t groups, cudaStream_t stream) {
+template <typename B, typename B2, int M>
+void launch_budget(const Params& p, int64_t groups, cudaStream_t stream) {
   const int smem = p.act_bytes + 2 * p.w_bytes + p.group_rows * p.part_stride * 4;  // <= 48 KB
-  const int per_sm = blocks_per_sm<B, B2>(smem);
+  const int per_sm = blocks_per_sm<B, B2, M>(smem);
   if (per_sm < 1) throw Error("cuda matvec_decode: a thread block does not fit on an SM");
   const int64_t grid = std::min<int64_t>(groups, static_cast<int64_t>(per_sm) * current_sm_count());
-  launch_pdl(matvec_decode_kernel<B, B2>, dim3(static_cast<unsigned>(grid)), dim3(kThreads), smem,
-             stream, p);
+  launch_pdl(matvec_decode_kernel<B, B2, M>, dim3(static_cast<unsigned>(grid)), dim3(kThreads),
+             smem, stream, p);
+}
+
+// Register budget: 5 blocks per SM (<= 51 registers) for the one-format kernels but Q5_K (which
+// would spill). Under a budget of 4, Q4_K took 54 registers once the kernel learned two formats
+// (4 blocks per SM; it had 48 before), Q6_K 62. RESIDENT_CUDA_LEGACY=mvregs: a budget of 4
+// everywhere.
+template <typename B, typename B2>
+constexpr int kMinBlocks = std::is_same_v<B, B2> && !std::is_same_v<B, blocks::Q5_K> ? 5 : 4;
+
+template <typename B, typename B2 = B>
+void launch(const Params& p, int64_t groups, cudaStream_t stream) {
+  static const bool budget4 = use_legacy("mvregs");
+  if constexpr (kMinBlocks<B, B2> == 5) {
+    if (!budget4) return launch_budget<B, B2, 5>(p, groups, stream);
+  }
+  launch_budget<B, B2, 4>(p, groups, stream);
 }
 
 // Shared memory of a block: activation blocks, two buffers of R rows of weights (+16 for the
