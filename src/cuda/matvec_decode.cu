@@ -111,11 +111,8 @@ __device__ __forceinline__ void stage_group(const Params& p, const Group& gr, ui
 __device__ __forceinline__ blocks::Q4_K::Block load_q4k_a16(const uint8_t* row, int64_t j) {
   const uint8_t* b = row + (j / 8) * blocks::Q4_K::kBlockBytes;
   const int sub = static_cast<int>(j % 8);
-  int sc, m;
-  blocks::k4_scale_min(b + 4, sub, &sc, &m);
   blocks::Q4_K::Block out;
-  out.dsc = blocks::half_to_float(blocks::load_u16(b)) * static_cast<float>(sc);
-  out.dm = blocks::half_to_float(blocks::load_u16(b + 2)) * static_cast<float>(m);
+  blocks::Q4_K::scale_fields(b, sub, &out.dsc, &out.dm);
   const uint4* qs = reinterpret_cast<const uint4*>(b + 16 + 32 * (sub / 2));
   const uint4 x = qs[0], y = qs[1];
   const uint32_t v[8] = {x.x, x.y, x.z, x.w, y.x, y.y, y.z, y.w};

@@ -243,14 +243,19 @@ struct Q4_K {
     float dsc;  // d * (float)sc_j
     float dm;   // dmin * (float)m_j
   };
+  // dsc and dm of sub-block `sub` of the super-block at b (shared with Q5_K, whose first 16
+  // bytes have the same layout, and with matvec_decode's 16-byte quant loader).
+  static RESIDENT_HD void scale_fields(const uint8_t* b, int sub, float* dsc, float* dm) {
+    int sc, m;
+    k4_scale_min(b + 4, sub, &sc, &m);
+    *dsc = half_to_float(load_u16(b)) * static_cast<float>(sc);
+    *dm = half_to_float(load_u16(b + 2)) * static_cast<float>(m);
+  }
   static RESIDENT_HD Block load(const uint8_t* row, int64_t j) {
     const uint8_t* b = row + (j / 8) * kBlockBytes;
     const int sub = static_cast<int>(j % 8);
-    int sc, m;
-    k4_scale_min(b + 4, sub, &sc, &m);
     Block out;
-    out.dsc = half_to_float(load_u16(b)) * static_cast<float>(sc);
-    out.dm = half_to_float(load_u16(b + 2)) * static_cast<float>(m);
+    scale_fields(b, sub, &out.dsc, &out.dm);
     const uint8_t* qs = b + 16 + 32 * (sub / 2);
     const int shift = 4 * (sub & 1);
 #pragma unroll
@@ -283,11 +288,8 @@ struct Q5_K {
   static RESIDENT_HD Block load(const uint8_t* row, int64_t j) {
     const uint8_t* b = row + (j / 8) * kBlockBytes;
     const int sub = static_cast<int>(j % 8);
-    int sc, m;
-    k4_scale_min(b + 4, sub, &sc, &m);
     Block out;
-    out.dsc = half_to_float(load_u16(b)) * static_cast<float>(sc);
-    out.dm = half_to_float(load_u16(b + 2)) * static_cast<float>(m);
+    Q4_K::scale_fields(b, sub, &out.dsc, &out.dm);
     const uint8_t* qh = b + 16;
     const uint8_t* qs = b + 48 + 32 * (sub / 2);
     const int shift = 4 * (sub & 1);
