@@ -28,6 +28,8 @@
 #include "cuda/matvec_decode.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/quant_blocks.h"
+#include "cuda/quantize_warp.cuh"
+#include "cuda/rmsnorm_block.cuh"
 #include "quant/quant.h"
 #include "util/error.h"
 
@@ -37,6 +39,10 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kBlocksPerThread = 3;  // target 32-blocks per thread: rows per block = 768 / (n/32)
 constexpr int kMaxRows = 64;
+// Register budget: 4 thread blocks per SM (<= 64 registers). A budget of 5 for the one-format
+// kernels (3403bbd) was slower: tg128 846-856 vs 870-874, @ d4096 598-600 vs 645-646
+// (docs/perf.md, round 6; Q6_K squeezed from 62 to 48 registers).
+constexpr int kMinBlocksPerSm = 4;
 
 struct Params {
   const uint8_t* w[kMaxDecodeSegments];
@@ -53,9 +59,21 @@ struct Params {
   int part_stride;      // odd >= n_blocks (conflict-free column reads in the sums)
   int act_bytes;        // staged activation blocks, 16-byte multiple
   bool rows_aligned16;  // every first-format row starts 16-byte aligned (load_q4k_a16)
+  bool q4k_lanes;       // Q4_K first format, rows 16-byte aligned: q4k_lane_partials
   int w_bytes;          // staged weight bytes: R of the longest rows at any 16-byte alignment, x16
   const numerics::ActBlock* xq;
+  // DecodeEpilogue
+  DecodeEpilogue::Kind epi;
+  const float* norm_w;
+  float eps;
+  float* epi_y;
+  numerics::ActBlock* epi_yq;
+  unsigned* counters;
 };
+
+__host__ __device__ constexpr int round16_dev(int v) {
+  return (v + 15) & ~15;
+}
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
@@ -122,21 +140,160 @@ __device__ __forceinline__ blocks::Q4_K::Block load_q4k_a16(const uint8_t* row, 
   return out;
 }
 
+// The activation blocks split for q4k_lane_partials: the 32 quants of block j at aq + 32 j
+// (16-byte aligned, unlike an ActBlock's), its (d, sum) at ds[j].
+struct SplitActs {
+  const int8_t* aq;
+  const int2* ds;  // x: the bits of d, y: sum
+};
+
+// Q4_K partials of a group, lanes reading consecutive bytes (docs/perf.md, round 6): eight lanes
+// per (row, super-block) unit, lane k taking quant bytes [16 k, 16 k + 16): the half h = k % 2 of
+// sub-blocks 2 (k / 2) (low nibbles) and 2 (k / 2) + 1 (high nibbles). The lanes of a pair swap
+// their integer half sums (exact in any order), then lane h forms sub-block 2 (k / 2) + h's
+// partial with Q4_K::partial's operations. Units are numbered row-fastest, so a warp's four units
+// share their super-block and its activation loads are broadcasts. Against load_q4k_a16 (one
+// thread per 32-block): one 16-byte load for d, dmin and all scales, no byte loads. Rows staged
+// 16-byte aligned, row_bytes % 16 == 0.
+__device__ __forceinline__ int dp4a_u8_s8(uint32_t a, int b, int c) {
+  int d;
+  asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
+}
+
+__device__ __forceinline__ void q4k_lane_partials(const uint8_t* rows, int64_t row_bytes,
+                                                  int n_rows, int n_blocks, SplitActs act,
+                                                  float* part, int part_stride) {
+  constexpr int kUnitsPerPass = kThreads / 8;
+  const int tid = threadIdx.x, k = tid % 8, h = k & 1, sub = (k & ~1) + h;
+  const int units = n_rows * (n_blocks / 8);
+  // Per lane, fixed: its quant bytes in a super-block, its activation quants in a super-block's
+  // eight blocks, its scale bytes (byte sub % 4 of the three scale words).
+  const int q_off = 16 + 16 * k, a_off = 32 * (k & ~1) + 16 * h, t = 8 * (sub & 3);
+  const bool high_sub = sub >= 4;
+  // Unit u = s * n_rows + i, stepped by kUnitsPerPass without a division per unit. The loop runs
+  // while any unit of the warp is left (uniform, for the full-warp shuffle); a lane past the end
+  // computes unit 0 again and does not store it.
+  const int u_lane = tid / 8, u_warp = tid / 32 * 4;
+  const int step_s = kUnitsPerPass / n_rows, step_i = kUnitsPerPass % n_rows;
+  int s = u_lane / n_rows, i = u_lane - s * n_rows;
+  for (int u = u_lane, uw = u_warp; uw < units; u += kUnitsPerPass, uw += kUnitsPerPass) {
+    const bool valid = u < units;
+    const int sv = valid ? s : 0, iv = valid ? i : 0;
+    const uint8_t* b = rows + iv * row_bytes + sv * blocks::Q4_K::kBlockBytes;
+    const uint4 hd = *reinterpret_cast<const uint4*>(b);  // d, dmin, scales[12]
+    const uint4 q = *reinterpret_cast<const uint4*>(b + q_off);
+    const int8_t* aq = act.aq + 256 * sv + a_off;
+    const int4 a_lo = *reinterpret_cast<const int4*>(aq);
+    const int4 a_hi = *reinterpret_cast<const int4*>(aq + 32);
+    constexpr uint32_t m_lo = 0x0f0f0f0fu, m_hi = 0xf0f0f0f0u;
+    int lo = dp4a_u8_s8(q.x & m_lo, a_lo.x, 0);
+    lo = dp4a_u8_s8(q.y & m_lo, a_lo.y, lo);
+    lo = dp4a_u8_s8(q.z & m_lo, a_lo.z, lo);
+    lo = dp4a_u8_s8(q.w & m_lo, a_lo.w, lo);
+    // The high nibbles in place: 16 times their sum, exactly (the shift drops zero bits).
+    int hi = dp4a_u8_s8(q.x & m_hi, a_hi.x, 0);
+    hi = dp4a_u8_s8(q.y & m_hi, a_hi.y, hi);
+    hi = dp4a_u8_s8(q.z & m_hi, a_hi.z, hi);
+    hi = dp4a_u8_s8(q.w & m_hi, a_hi.w, hi);
+    hi >>= 4;
+    // Lane h = 0 keeps the low sub-block's sum, lane 1 the high one's.
+    const int isum = (h ? hi : lo) + __shfl_xor_sync(0xffffffffu, h ? lo : hi, 1);
+    // k4_scale_min for sub-block `sub` from the 12 scale bytes in hd.y, hd.z, hd.w.
+    const uint32_t y = hd.y >> t, z = hd.z >> t, w = hd.w >> t;
+    const uint32_t sc = high_sub ? (w & 15) | (y >> 2 & 0x30) : y & 63;
+    const uint32_t mn = high_sub ? (w >> 4 & 15) | (z >> 2 & 0x30) : z & 63;
+    const float dsc = blocks::half_to_float(static_cast<uint16_t>(hd.x)) * static_cast<float>(sc);
+    const float dm =
+        blocks::half_to_float(static_cast<uint16_t>(hd.x >> 16)) * static_cast<float>(mn);
+    const int j = 8 * sv + sub;
+    const int2 ds = act.ds[j];
+    const float ad = __int_as_float(ds.x);
+    const float partial = ad * (dsc * static_cast<float>(isum) - dm * static_cast<float>(ds.y));
+    if (valid) part[i * part_stride + j] = partial;
+    i += step_i, s += step_s;
+    if (i >= n_rows) i -= n_rows, ++s;
+  }
+}
+
+// DecodeEpilogue::swiglu_quant, after group `gr`'s rows are written: their count goes into the
+// counters of their blocks of 32 (segments 0 and 1 together: 64 rows make a block complete), and
+// warp w computes the w-th block this group completed. `done`: 4 ints of shared memory.
+__device__ __forceinline__ void swiglu_epilogue(const Params& p, const Group& gr, int* done) {
+  __threadfence();  // this thread's outputs, before the count that publishes them
+  __syncthreads();
+  const int tid = threadIdx.x;
+  if (tid == 0) {
+    int n_done = 0;
+    const int64_t end = gr.first + gr.n;
+    for (int64_t c = gr.first / 32; 32 * c < end; ++c) {
+      const int64_t lo = 32 * c > gr.first ? 32 * c : gr.first;
+      const int64_t hi = 32 * c + 32 < end ? 32 * c + 32 : end;
+      const unsigned add = static_cast<unsigned>(hi - lo);
+      if (atomicAdd(p.counters + 1 + c, add) + add == 64) done[n_done++] = static_cast<int>(c);
+    }
+    done[3] = n_done;
+  }
+  __syncthreads();
+  const int warp = tid / 32, lane = tid % 32;
+  if (warp < done[3]) {
+    const int64_t c = done[warp];
+    __threadfence();  // the other blocks' rows, counted before ours completed the block
+    const int64_t e = 32 * c + lane;
+    // L2 reads (ld.cg): this SM's L1 may hold lines of these rows from before they were written.
+    const float v = numerics::silu_canonical(__ldcg(p.out[0] + e)) * __ldcg(p.out[1] + e);
+    p.epi_y[e] = v;
+    quantize_act_block_warp(v, lane, p.epi_yq + c);
+    if (lane == 0) p.counters[1 + c] = 0;  // every row of block c is counted: ready for reuse
+  }
+}
+
+// DecodeEpilogue::rmsnorm_quant, after a thread block's last group: the last thread block to
+// finish norms segment 0's rows (rmsnorm_block.cuh, as rmsnorm_quant_regs_kernel).
+__device__ __forceinline__ void rmsnorm_epilogue(const Params& p) {
+  __shared__ NormTree tree;
+  __shared__ bool last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(p.counters, 1u) == gridDim.x - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  const int n = static_cast<int>(p.rows[0]);
+  float xv[kNormPerThread], wv[kNormPerThread];
+#pragma unroll
+  for (int e = 0; e < kNormPerThread; ++e) {
+    const int i = threadIdx.x + kNormThreads * e;
+    xv[e] = i < n ? __ldcg(p.out[0] + i) : 0.0f;  // L2: written by other SMs
+    wv[e] = i < n ? p.norm_w[i] : 0.0f;
+  }
+  rmsnorm_quant_block(xv, wv, p.eps, n, tree, p.epi_y, p.epi_yq);
+  if (threadIdx.x == 0) p.counters[0] = 0;
+}
+
 // One wave of thread blocks; block b takes groups b, b + gridDim.x, ... The next group's bytes
 // are copied while the current one is computed (two buffers). The first copy is issued before
 // the PDL wait: weights are never written, so it overlaps the previous kernel's tail.
 // B2 (when not B): the format of the segments in p.alt_mask (q/k in Q4_K with v in Q6_K: one
 // launch instead of two in a row); a group's rows are all of one segment, so the choice is
 // uniform per group.
-// M: thread blocks per SM the registers are budgeted for (launch picks it, see kMinBlocks).
-template <typename B, typename B2, int M>
-__global__ void __launch_bounds__(kThreads, M) matvec_decode_kernel(const Params p) {
+template <typename B, typename B2>
+__global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) matvec_decode_kernel(const Params p) {
   extern __shared__ uint4 smem[];
   pdl_trigger();
   const int tid = threadIdx.x;
   const int nb = p.n_blocks;
-  auto* a_s = reinterpret_cast<numerics::ActBlock*>(smem);
+  // Activations: as ActBlocks, or split for q4k_lane_partials (both when the launch is mixed).
+  constexpr bool kQ4K = std::is_same_v<B, blocks::Q4_K>;
+  const bool lanes = kQ4K && p.q4k_lanes;
+  const bool need_blocks = !lanes || !std::is_same_v<B, B2>;
+  const int split_bytes = lanes ? round16_dev(p.n_blocks * 40) : 0;
+  auto* a_s = reinterpret_cast<numerics::ActBlock*>(reinterpret_cast<uint8_t*>(smem) + split_bytes);
+  const SplitActs split{
+      reinterpret_cast<const int8_t*>(smem),
+      reinterpret_cast<const int2*>(reinterpret_cast<uint8_t*>(smem) + 32 * p.n_blocks)};
   uint8_t* w_s = reinterpret_cast<uint8_t*>(smem) + p.act_bytes;  // two buffers of w_bytes
+  __shared__ int epi_done[4];
   float* part = reinterpret_cast<float*>(w_s + 2 * p.w_bytes);
   const int64_t n_groups = p.group_end[p.n_segments - 1];
 
@@ -148,9 +305,22 @@ __global__ void __launch_bounds__(kThreads, M) matvec_decode_kernel(const Params
   pdl_wait();  // the activation blocks come from the previous kernel
   {
     const int* xs = reinterpret_cast<const int*>(p.xq);
-    int* as = reinterpret_cast<int*>(a_s);
-    const int n_words = nb * static_cast<int>(sizeof(numerics::ActBlock) / 4);
-    for (int i = tid; i < n_words; i += kThreads) as[i] = xs[i];
+    constexpr int kWords = sizeof(numerics::ActBlock) / 4;  // d, sum, 8 words of quants
+    if (need_blocks) {
+      int* as = reinterpret_cast<int*>(a_s);
+      for (int i = tid; i < nb * kWords; i += kThreads) as[i] = xs[i];
+    }
+    if (lanes) {
+      int* q = reinterpret_cast<int*>(smem);
+      int* ds = q + 8 * nb;
+      for (int i = tid; i < nb * kWords; i += kThreads) {
+        const int j = i / kWords, w = i - j * kWords;
+        if (w < 2)
+          ds[2 * j + w] = xs[i];
+        else
+          q[8 * j + w - 2] = xs[i];
+      }
+    }
   }
 
   for (int k = 0; g < n_groups; ++k, g += gridDim.x) {
@@ -183,7 +353,11 @@ __global__ void __launch_bounds__(kThreads, M) matvec_decode_kernel(const Params
       const auto partial = [](const typename B::Block& b, const numerics::ActBlock& a) {
         return B::partial(b, a);
       };
-      if constexpr (std::is_same_v<B, blocks::Q4_K>) {
+      if constexpr (kQ4K) {
+        if (lanes) {
+          q4k_lane_partials(rows, cur.row_bytes, cur.n, nb, split, part, p.part_stride);
+          return;
+        }
         if (p.rows_aligned16) {
           partials([](const uint8_t* row, int64_t j) { return load_q4k_a16(row, j); }, partial);
           return;
@@ -223,8 +397,10 @@ __global__ void __launch_bounds__(kThreads, M) matvec_decode_kernel(const Params
       if (p.acc_mask >> cur.seg & 1) y = *o + y;
       *o = y;
     }
+    if (p.epi == DecodeEpilogue::Kind::swiglu_quant) swiglu_epilogue(p, cur, epi_done);
     cur = next;
   }
+  if (p.epi == DecodeEpilogue::Kind::rmsnorm_quant) rmsnorm_epilogue(p);
 }
 
 int round16(int64_t v) {
@@ -232,7 +408,7 @@ int round16(int64_t v) {
 }
 
 // Resident thread blocks per SM for a shared-memory size, asked once per (kernel, size).
-template <typename B, typename B2, int M>
+template <typename B, typename B2>
 int blocks_per_sm(int smem) {
   static std::mutex mutex;
   static std::unordered_map<int, int> cache;
@@ -240,48 +416,33 @@ int blocks_per_sm(int smem) {
   auto it = cache.find(smem);
   if (it != cache.end()) return it->second;
   int per_sm = 0;
-  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, matvec_decode_kernel<B, B2, M>,
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, matvec_decode_kernel<B, B2>,
                                                            kThreads, smem));
   cache.emplace(smem, per_sm);
   return per_sm;
 }
 
-template <typename B, typename B2, int M>
-void launch_budget(const Params& p, int64_t groups, cudaStream_t stream) {
-  const int smem = p.act_bytes + 2 * p.w_bytes + p.group_rows * p.part_stride * 4;  // <= 48 KB
-  const int per_sm = blocks_per_sm<B, B2, M>(smem);
-  if (per_sm < 1) throw Error("cuda matvec_decode: a thread block does not fit on an SM");
-  const int64_t grid = std::min<int64_t>(groups, static_cast<int64_t>(per_sm) * current_sm_count());
-  launch_pdl(matvec_decode_kernel<B, B2, M>, dim3(static_cast<unsigned>(grid)), dim3(kThreads),
-             smem, stream, p);
-}
-
-// Register budget: 5 blocks per SM (<= 51 registers) for the one-format kernels but Q5_K (which
-// would spill). Under a budget of 4, Q4_K took 54 registers once the kernel learned two formats
-// (4 blocks per SM; it had 48 before), Q6_K 62. RESIDENT_CUDA_LEGACY=mvregs: a budget of 4
-// everywhere.
-template <typename B, typename B2>
-constexpr int kMinBlocks = std::is_same_v<B, B2> && !std::is_same_v<B, blocks::Q5_K> ? 5 : 4;
-
 template <typename B, typename B2 = B>
 void launch(const Params& p, int64_t groups, cudaStream_t stream) {
-  static const bool budget4 = use_legacy("mvregs");
-  if constexpr (kMinBlocks<B, B2> == 5) {
-    if (!budget4) return launch_budget<B, B2, 5>(p, groups, stream);
-  }
-  launch_budget<B, B2, 4>(p, groups, stream);
+  const int smem = p.act_bytes + 2 * p.w_bytes + p.group_rows * p.part_stride * 4;  // <= 48 KB
+  const int per_sm = blocks_per_sm<B, B2>(smem);
+  if (per_sm < 1) throw Error("cuda matvec_decode: a thread block does not fit on an SM");
+  const int64_t grid = std::min<int64_t>(groups, static_cast<int64_t>(per_sm) * current_sm_count());
+  launch_pdl(matvec_decode_kernel<B, B2>, dim3(static_cast<unsigned>(grid)), dim3(kThreads), smem,
+             stream, p);
 }
 
-// Shared memory of a block: activation blocks, two buffers of R rows of weights (+16 for the
+// Shared memory of a block: activation blocks (act_areas copies: a mixed launch with
+// q4k_lane_partials holds them in both layouts), two buffers of R rows of weights (+16 for the
 // alignment shift), R rows of partials.
-int64_t smem_bytes(int64_t n_blocks, int64_t row_bytes, int rows) {
-  return round16(n_blocks * static_cast<int64_t>(sizeof(numerics::ActBlock))) +
+int64_t smem_bytes(int64_t n_blocks, int64_t row_bytes, int rows, int act_areas = 1) {
+  return act_areas * round16(n_blocks * static_cast<int64_t>(sizeof(numerics::ActBlock))) +
          2 * round16(rows * row_bytes + 16) + rows * (n_blocks | 1) * 4;
 }
 
 // Rows per thread block: about kBlocksPerThread 32-blocks per thread, fewer where shared memory
 // runs out (0: not even one row fits). RESIDENT_DECODE_TUNE=n overrides kBlocksPerThread.
-int rows_per_block(int64_t n_blocks, int64_t row_bytes) {
+int rows_per_block(int64_t n_blocks, int64_t row_bytes, int act_areas = 1) {
   static const int per_thread = [] {
     const char* v = std::getenv("RESIDENT_DECODE_TUNE");
     const int t = v ? std::atoi(v) : 0;
@@ -289,11 +450,42 @@ int rows_per_block(int64_t n_blocks, int64_t row_bytes) {
   }();
   int rows =
       static_cast<int>(std::clamp<int64_t>(kThreads * per_thread / n_blocks, 1, int64_t{kMaxRows}));
-  while (rows > 0 && smem_bytes(n_blocks, row_bytes, rows) > kMaxDecodeSmem) --rows;
+  while (rows > 0 && smem_bytes(n_blocks, row_bytes, rows, act_areas) > kMaxDecodeSmem) --rows;
   return rows;
 }
 
+// Checks DecodeEpilogue's preconditions and copies it into the kernel's parameters.
+void set_epilogue(const MatvecDecodeArgs& a, const std::string& what, Params& p) {
+  const DecodeEpilogue& e = a.epilogue;
+  p.epi = e.kind;
+  if (e.kind == DecodeEpilogue::Kind::none) return;
+  if (!e.y || !e.yq || !e.counters) throw Error(what + "epilogue: null output or counters");
+  if (e.yq == a.xq)
+    throw Error(what + "epilogue: its quantized output must not be the launch's input");
+  const int64_t rows = a.seg[0].rows;
+  if (rows % numerics::kActBlock != 0) throw Error(what + "epilogue: rows not a multiple of 32");
+  if (e.kind == DecodeEpilogue::Kind::rmsnorm_quant) {
+    if (a.n_segments != 1 || rows > kNormMaxN || !e.norm_w)
+      throw Error(what + "rmsnorm epilogue: one segment of at most " + std::to_string(kNormMaxN) +
+                  " rows and norm weights");
+  } else if (e.kind == DecodeEpilogue::Kind::swiglu_quant) {
+    if (a.n_segments != 2 || a.seg[1].rows != rows)
+      throw Error(what + "swiglu epilogue: two segments of equal rows");
+  } else {
+    throw Error(what + "unknown epilogue");
+  }
+  p.norm_w = e.norm_w;
+  p.eps = e.eps;
+  p.epi_y = e.y;
+  p.epi_yq = e.yq;
+  p.counters = e.counters;
+}
+
 }  // namespace
+
+int64_t decode_epilogue_counters(int64_t rows) {
+  return 1 + (rows + numerics::kActBlock - 1) / numerics::kActBlock;
+}
 
 bool matvec_decode_pair_supported(quant::Type type, quant::Type alt_type, int64_t n) {
   if (type != quant::Type::Q4_K || alt_type != quant::Type::Q6_K) return false;
@@ -328,7 +520,20 @@ void matvec_decode(const MatvecDecodeArgs& a, cudaStream_t stream) {
   const int64_t rb_max = std::max(rb, rb_alt);
   p.n_blocks = static_cast<int>(a.n / 32);
   p.n_segments = a.n_segments;
-  p.group_rows = rows_per_block(p.n_blocks, rb_max);
+  // Staged rows sit at their global address mod 16 (stage_group), so they are 16-byte aligned in
+  // shared memory when every first-format segment's base and the row length are.
+  // RESIDENT_CUDA_LEGACY=q4k16: the 4-byte Q4_K loads; q4klanes: one thread per 32-block, not
+  // q4k_lane_partials (A/B runs).
+  static const bool legacy16 = use_legacy("q4k16");
+  static const bool legacy_lanes = use_legacy("q4klanes");
+  p.rows_aligned16 = !legacy16 && rb % 16 == 0;
+  for (int s = 0; s < a.n_segments; ++s)
+    if (!(mixed && a.seg[s].alt))
+      p.rows_aligned16 = p.rows_aligned16 && reinterpret_cast<uintptr_t>(a.seg[s].w) % 16 == 0;
+  p.q4k_lanes = p.rows_aligned16 && a.type == quant::Type::Q4_K && !legacy_lanes;
+  const int act_areas = mixed && p.q4k_lanes ? 2 : 1;
+  p.group_rows = rows_per_block(p.n_blocks, rb_max, act_areas);
+  if (p.group_rows < 1) throw Error(what + "row length " + std::to_string(a.n) + " does not fit");
   int64_t groups = 0;
   for (int s = 0; s < a.n_segments; ++s) {
     const DecodeSegment& g = a.seg[s];
@@ -349,17 +554,10 @@ void matvec_decode(const MatvecDecodeArgs& a, cudaStream_t stream) {
   }
   if (groups > (int64_t{1} << 31) - 1) throw Error(what + "too many rows");
   p.part_stride = p.n_blocks | 1;
-  p.act_bytes = round16(static_cast<int64_t>(p.n_blocks) * sizeof(numerics::ActBlock));
+  p.act_bytes = act_areas * round16(static_cast<int64_t>(p.n_blocks) * sizeof(numerics::ActBlock));
   p.w_bytes = round16(p.group_rows * rb_max + 16);
   p.xq = a.xq;
-  // Staged rows sit at their global address mod 16 (stage_group), so they are 16-byte aligned in
-  // shared memory when every first-format segment's base and the row length are.
-  // RESIDENT_CUDA_LEGACY=q4k16: always the 4-byte loads (A/B runs).
-  static const bool legacy16 = use_legacy("q4k16");
-  p.rows_aligned16 = !legacy16 && rb % 16 == 0;
-  for (int s = 0; s < a.n_segments; ++s)
-    if (!((p.alt_mask >> s) & 1))
-      p.rows_aligned16 = p.rows_aligned16 && reinterpret_cast<uintptr_t>(a.seg[s].w) % 16 == 0;
+  set_epilogue(a, what, p);
 
   if (mixed) return launch<blocks::Q4_K, blocks::Q6_K>(p, groups, stream);  // the one pair
   switch (a.type) {

@@ -318,6 +318,119 @@ TEST(CudaKernels, MatvecDecodeQ4KRowsNot16ByteAligned) {
   }
 }
 
+// matvec_decode with the work of the next kernel fused after its rows (DecodeEpilogue): the
+// residual add followed by RMSNorm + quantization (o, down), and gate/up followed by SwiGLU +
+// quantization. Every output equals the CPU's matmul, then cpu::rmsnorm / cpu::swiglu, then
+// quant::quantize_activations. Each case runs three launches in a row on fresh poisoned outputs:
+// a counter left non-zero by one launch would make the next skip its epilogue (outputs stay NaN).
+TEST(CudaKernels, MatvecDecodeFusedEpiloguesMatchCpu) {
+  REQUIRE_GPU_OR_SKIP();
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("RESIDENT_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  const int64_t d = 1536;
+  auto counters = poisoned<unsigned>(decode_epilogue_counters(8960));
+  CUDA_CHECK(cudaMemset(counters.get(), 0, counters.bytes()));
+  // Residual matvec, then the norm of the updated residual (rows = d).
+  for (Type type : {Type::Q4_K, Type::Q6_K, Type::Q8_0}) {
+    for (int64_t n : {int64_t{1536}, int64_t{8960}}) {
+      SCOPED_TRACE("rmsnorm epilogue " + std::string(quant::type_info(type).name) +
+                   " n=" + std::to_string(n));
+      const std::vector<uint8_t> w = random_weights(rng, type, d, n, 256);
+      const std::vector<float> norm_w = random_floats(rng, d);
+      auto dw = upload(w);
+      auto dnorm = upload(norm_w);
+      for (int rep = 0; rep < 3; ++rep) {
+        const std::vector<float> x = activations(rng, n, 1);
+        std::vector<ActBlock> xq(n / 32);
+        quant::quantize_activations(x.data(), xq.data(), n);
+        const std::vector<float> prior = activations(rng, d, 1);
+        std::vector<float> res(d), y(d);
+        quant::matmul_rows(type, w.data(), n, xq.data(), nullptr, 1, res.data(), d, 0, d);
+        for (int64_t r = 0; r < d; ++r) res[r] = prior[r] + res[r];
+        cpu::rmsnorm(res, norm_w, 1e-6f, y);
+        std::vector<ActBlock> yq(d / 32);
+        quant::quantize_activations(y.data(), yq.data(), d);
+        auto dxq = upload(xq);
+        auto dres = upload(prior);
+        auto dy = poisoned<float>(d);
+        auto dyq = poisoned<ActBlock>(d / 32);
+        MatvecDecodeArgs a;
+        a.type = type;
+        a.n = n;
+        a.xq = dxq.get();
+        a.seg[a.n_segments++] = {dw.get(), d, dres.get(), nullptr, true};
+        a.epilogue = {DecodeEpilogue::Kind::rmsnorm_quant,
+                      dnorm.get(),
+                      1e-6f,
+                      dy.get(),
+                      dyq.get(),
+                      counters.get()};
+        matvec_decode(a, nullptr);
+        EXPECT_TRUE(same_bits(download(dres), res, "residual"));
+        EXPECT_TRUE(same_bits(download(dy), y, "normed"));
+        EXPECT_TRUE(same_bits(download(dyq), yq, "normed blocks"));
+      }
+    }
+  }
+  // gate and up, then silu(gate) * up written over gate, and its blocks. Rows per thread block
+  // for n = 2560 (9) do not divide 32, so a group feeds two blocks of 32.
+  for (Type type : {Type::Q4_K, Type::Q6_K, Type::Q8_0}) {
+    for (int64_t n : {int64_t{1536}, int64_t{2560}}) {
+      const int64_t rows = n == 1536 ? 8960 : 320;
+      SCOPED_TRACE("swiglu epilogue " + std::string(quant::type_info(type).name) +
+                   " n=" + std::to_string(n));
+      const std::vector<uint8_t> wg = random_weights(rng, type, rows, n, 256);
+      const std::vector<uint8_t> wu = random_weights(rng, type, rows, n, 256);
+      auto dwg = upload(wg);
+      auto dwu = upload(wu);
+      for (int rep = 0; rep < 3; ++rep) {
+        const std::vector<float> x = activations(rng, n, 1);
+        std::vector<ActBlock> xq(n / 32);
+        quant::quantize_activations(x.data(), xq.data(), n);
+        std::vector<float> g(rows), u(rows), h(rows);
+        quant::matmul_rows(type, wg.data(), n, xq.data(), nullptr, 1, g.data(), rows, 0, rows);
+        quant::matmul_rows(type, wu.data(), n, xq.data(), nullptr, 1, u.data(), rows, 0, rows);
+        cpu::swiglu(g.data(), u.data(), h.data(), rows);
+        std::vector<ActBlock> hq(rows / 32);
+        quant::quantize_activations(h.data(), hq.data(), rows);
+        auto dxq = upload(xq);
+        auto dg = poisoned<float>(rows);
+        auto du = poisoned<float>(rows);
+        auto dhq = poisoned<ActBlock>(rows / 32);
+        MatvecDecodeArgs a;
+        a.type = type;
+        a.n = n;
+        a.xq = dxq.get();
+        a.seg[a.n_segments++] = {dwg.get(), rows, dg.get(), nullptr, false};
+        a.seg[a.n_segments++] = {dwu.get(), rows, du.get(), nullptr, false};
+        a.epilogue = {
+            DecodeEpilogue::Kind::swiglu_quant, nullptr, 0.0f, dg.get(), dhq.get(), counters.get()};
+        matvec_decode(a, nullptr);
+        EXPECT_TRUE(same_bits(download(du), u, "up"));
+        EXPECT_TRUE(same_bits(download(dg), h, "silu(gate) * up"));
+        EXPECT_TRUE(same_bits(download(dhq), hq, "its blocks"));
+      }
+    }
+  }
+  // Preconditions: the epilogue must not overwrite the launch's own input blocks.
+  auto dxq = poisoned<ActBlock>(48);
+  auto dw = upload(random_weights(rng, Type::Q4_K, 64, 1536));
+  auto dout = poisoned<float>(64);
+  MatvecDecodeArgs a;
+  a.type = Type::Q4_K;
+  a.n = 1536;
+  a.xq = dxq.get();
+  a.seg[a.n_segments++] = {dw.get(), 64, dout.get(), nullptr, true};
+  a.epilogue = {DecodeEpilogue::Kind::rmsnorm_quant,
+                dout.get(),
+                1e-6f,
+                dout.get(),
+                dxq.get(),
+                counters.get()};
+  EXPECT_THROW(matvec_decode(a, nullptr), Error);
+}
+
 TEST(CudaKernels, MatvecLmHeadShape) {
   REQUIRE_GPU_OR_SKIP();
   const uint64_t seed = fresh_seed();
