@@ -104,8 +104,8 @@ void matmul_shared_input(const Projection (&ps)[N], const float* x, const numeri
 bool decode_residual_then_norm(const DeviceTensor& w, const numerics::ActBlock* xq, float* x,
                                const float* norm_w, float eps, const Workspace& ws,
                                cudaStream_t s) {
-  if (!matvec_decode_supported(w.type, w.row_length) || w.rows % numerics::kActBlock != 0 ||
-      w.rows > 4096)
+  if (!matvec_decode_supported(w.type, w.row_length) || !matvec_decode_epilogue_supported(w.type) ||
+      w.rows % numerics::kActBlock != 0 || w.rows > 4096)
     return false;
   MatvecDecodeArgs a;
   a.type = w.type;
@@ -127,7 +127,8 @@ bool decode_residual_then_norm(const DeviceTensor& w, const numerics::ActBlock* 
 bool decode_gate_up_swiglu(const DeviceTensor& gate, const DeviceTensor& up,
                            const numerics::ActBlock* xq, const Workspace& ws, cudaStream_t s) {
   if (gate.type != up.type || gate.row_length != up.row_length || gate.rows != up.rows ||
-      gate.rows % numerics::kActBlock != 0 || !matvec_decode_supported(gate.type, gate.row_length))
+      gate.rows % numerics::kActBlock != 0 || !matvec_decode_epilogue_supported(gate.type) ||
+      !matvec_decode_supported(gate.type, gate.row_length))
     return false;
   MatvecDecodeArgs a;
   a.type = gate.type;
@@ -212,8 +213,10 @@ void forward_layers(const DeviceModel& m, const KvCache& kv, const Workspace& ws
   // the same quantize_act_block on the same floats, 4 launches fewer per layer.
   static const bool fuse = !use_legacy("fuse");
   // Decode: the norms and SwiGLU inside the matvec launches before them (DecodeEpilogue), 3
-  // launches fewer per layer. RESIDENT_CUDA_LEGACY=epilogue: their own kernels.
+  // launches fewer per layer. RESIDENT_CUDA_LEGACY=epilogue: their own kernels; episwiglu: SwiGLU
+  // in its own kernel, the norms fused.
   static const bool no_epilogue = use_legacy("epilogue");
+  static const bool no_swiglu_epilogue = use_legacy("episwiglu");
   const bool epilogues = n == 1 && fuse && !no_epilogue && ws.epilogue_counters != nullptr;
   bool x_normed = false;  // ws.h / ws.xq already hold the next norm (a fused epilogue did it)
 
@@ -290,7 +293,8 @@ void forward_layers(const DeviceModel& m, const KvCache& kv, const Workspace& ws
     x_normed = false;
     bool swiglu_done = false;
     probed("gate_up", [&] {
-      swiglu_done = epilogues && decode_gate_up_swiglu(L.w_gate, L.w_up, ws.xq, ws, s);
+      swiglu_done =
+          epilogues && !no_swiglu_epilogue && decode_gate_up_swiglu(L.w_gate, L.w_up, ws.xq, ws, s);
       if (swiglu_done) return;
       const Projection gate_up[] = {{&L.w_gate, ws.gate, nullptr}, {&L.w_up, ws.up, nullptr}};
       if (n > 1)

@@ -59,7 +59,6 @@ struct Params {
   int part_stride;      // odd >= n_blocks (conflict-free column reads in the sums)
   int act_bytes;        // staged activation blocks, 16-byte multiple
   bool rows_aligned16;  // every first-format row starts 16-byte aligned (load_q4k_a16)
-  bool q4k_lanes;       // Q4_K first format, rows 16-byte aligned: q4k_lane_partials
   int w_bytes;          // staged weight bytes: R of the longest rows at any 16-byte alignment, x16
   const numerics::ActBlock* xq;
   // DecodeEpilogue
@@ -70,10 +69,6 @@ struct Params {
   numerics::ActBlock* epi_yq;
   unsigned* counters;
 };
-
-__host__ __device__ constexpr int round16_dev(int v) {
-  return (v + 15) & ~15;
-}
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
@@ -140,90 +135,21 @@ __device__ __forceinline__ blocks::Q4_K::Block load_q4k_a16(const uint8_t* row, 
   return out;
 }
 
-// The activation blocks split for q4k_lane_partials: the 32 quants of block j at aq + 32 j
-// (16-byte aligned, unlike an ActBlock's), its (d, sum) at ds[j].
-struct SplitActs {
-  const int8_t* aq;
-  const int2* ds;  // x: the bits of d, y: sum
-};
-
-// Q4_K partials of a group, lanes reading consecutive bytes (docs/perf.md, round 6): eight lanes
-// per (row, super-block) unit, lane k taking quant bytes [16 k, 16 k + 16): the half h = k % 2 of
-// sub-blocks 2 (k / 2) (low nibbles) and 2 (k / 2) + 1 (high nibbles). The lanes of a pair swap
-// their integer half sums (exact in any order), then lane h forms sub-block 2 (k / 2) + h's
-// partial with Q4_K::partial's operations. Units are numbered row-fastest, so a warp's four units
-// share their super-block and its activation loads are broadcasts. Against load_q4k_a16 (one
-// thread per 32-block): one 16-byte load for d, dmin and all scales, no byte loads. Rows staged
-// 16-byte aligned, row_bytes % 16 == 0.
-__device__ __forceinline__ int dp4a_u8_s8(uint32_t a, int b, int c) {
-  int d;
-  asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
-  return d;
-}
-
-__device__ __forceinline__ void q4k_lane_partials(const uint8_t* rows, int64_t row_bytes,
-                                                  int n_rows, int n_blocks, SplitActs act,
-                                                  float* part, int part_stride) {
-  constexpr int kUnitsPerPass = kThreads / 8;
-  const int tid = threadIdx.x, k = tid % 8, h = k & 1, sub = (k & ~1) + h;
-  const int units = n_rows * (n_blocks / 8);
-  // Per lane, fixed: its quant bytes in a super-block, its activation quants in a super-block's
-  // eight blocks, its scale bytes (byte sub % 4 of the three scale words).
-  const int q_off = 16 + 16 * k, a_off = 32 * (k & ~1) + 16 * h, t = 8 * (sub & 3);
-  const bool high_sub = sub >= 4;
-  // Unit u = s * n_rows + i, stepped by kUnitsPerPass without a division per unit. The loop runs
-  // while any unit of the warp is left (uniform, for the full-warp shuffle); a lane past the end
-  // computes unit 0 again and does not store it.
-  const int u_lane = tid / 8, u_warp = tid / 32 * 4;
-  const int step_s = kUnitsPerPass / n_rows, step_i = kUnitsPerPass % n_rows;
-  int s = u_lane / n_rows, i = u_lane - s * n_rows;
-  for (int u = u_lane, uw = u_warp; uw < units; u += kUnitsPerPass, uw += kUnitsPerPass) {
-    const bool valid = u < units;
-    const int sv = valid ? s : 0, iv = valid ? i : 0;
-    const uint8_t* b = rows + iv * row_bytes + sv * blocks::Q4_K::kBlockBytes;
-    const uint4 hd = *reinterpret_cast<const uint4*>(b);  // d, dmin, scales[12]
-    const uint4 q = *reinterpret_cast<const uint4*>(b + q_off);
-    const int8_t* aq = act.aq + 256 * sv + a_off;
-    const int4 a_lo = *reinterpret_cast<const int4*>(aq);
-    const int4 a_hi = *reinterpret_cast<const int4*>(aq + 32);
-    constexpr uint32_t m_lo = 0x0f0f0f0fu, m_hi = 0xf0f0f0f0u;
-    int lo = dp4a_u8_s8(q.x & m_lo, a_lo.x, 0);
-    lo = dp4a_u8_s8(q.y & m_lo, a_lo.y, lo);
-    lo = dp4a_u8_s8(q.z & m_lo, a_lo.z, lo);
-    lo = dp4a_u8_s8(q.w & m_lo, a_lo.w, lo);
-    // The high nibbles in place: 16 times their sum, exactly (the shift drops zero bits).
-    int hi = dp4a_u8_s8(q.x & m_hi, a_hi.x, 0);
-    hi = dp4a_u8_s8(q.y & m_hi, a_hi.y, hi);
-    hi = dp4a_u8_s8(q.z & m_hi, a_hi.z, hi);
-    hi = dp4a_u8_s8(q.w & m_hi, a_hi.w, hi);
-    hi >>= 4;
-    // Lane h = 0 keeps the low sub-block's sum, lane 1 the high one's.
-    const int isum = (h ? hi : lo) + __shfl_xor_sync(0xffffffffu, h ? lo : hi, 1);
-    // k4_scale_min for sub-block `sub` from the 12 scale bytes in hd.y, hd.z, hd.w.
-    const uint32_t y = hd.y >> t, z = hd.z >> t, w = hd.w >> t;
-    const uint32_t sc = high_sub ? (w & 15) | (y >> 2 & 0x30) : y & 63;
-    const uint32_t mn = high_sub ? (w >> 4 & 15) | (z >> 2 & 0x30) : z & 63;
-    const float dsc = blocks::half_to_float(static_cast<uint16_t>(hd.x)) * static_cast<float>(sc);
-    const float dm =
-        blocks::half_to_float(static_cast<uint16_t>(hd.x >> 16)) * static_cast<float>(mn);
-    const int j = 8 * sv + sub;
-    const int2 ds = act.ds[j];
-    const float ad = __int_as_float(ds.x);
-    const float partial = ad * (dsc * static_cast<float>(isum) - dm * static_cast<float>(ds.y));
-    if (valid) part[i * part_stride + j] = partial;
-    i += step_i, s += step_s;
-    if (i >= n_rows) i -= n_rows, ++s;
-  }
-}
+// The epilogues publish a thread block's outputs as cooperative groups' grid barrier does: a
+// barrier (the block's writes happen before thread 0's next steps), then thread 0 fences and
+// counts; the block that completes a count fences again before reading the others' outputs,
+// from L2 (ld.cg: this SM's L1 may hold lines of those rows from before they were written).
+// Only thread 0 fences: a fence in every thread measured slower (docs/perf.md, round 6).
 
 // DecodeEpilogue::swiglu_quant, after group `gr`'s rows are written: their count goes into the
 // counters of their blocks of 32 (segments 0 and 1 together: 64 rows make a block complete), and
-// warp w computes the w-th block this group completed. `done`: 4 ints of shared memory.
-__device__ __forceinline__ void swiglu_epilogue(const Params& p, const Group& gr, int* done) {
-  __threadfence();  // this thread's outputs, before the count that publishes them
+// warp w computes the w-th block this group completed.
+__device__ __forceinline__ void swiglu_epilogue(const Params& p, const Group& gr) {
+  __shared__ int done[4];  // blocks of 32 completed (at most 3 for R <= 64 rows), their count
   __syncthreads();
   const int tid = threadIdx.x;
   if (tid == 0) {
+    __threadfence();
     int n_done = 0;
     const int64_t end = gr.first + gr.n;
     for (int64_t c = gr.first / 32; 32 * c < end; ++c) {
@@ -233,14 +159,13 @@ __device__ __forceinline__ void swiglu_epilogue(const Params& p, const Group& gr
       if (atomicAdd(p.counters + 1 + c, add) + add == 64) done[n_done++] = static_cast<int>(c);
     }
     done[3] = n_done;
+    if (n_done > 0) __threadfence();
   }
   __syncthreads();
   const int warp = tid / 32, lane = tid % 32;
   if (warp < done[3]) {
     const int64_t c = done[warp];
-    __threadfence();  // the other blocks' rows, counted before ours completed the block
     const int64_t e = 32 * c + lane;
-    // L2 reads (ld.cg): this SM's L1 may hold lines of these rows from before they were written.
     const float v = numerics::silu_canonical(__ldcg(p.out[0] + e)) * __ldcg(p.out[1] + e);
     p.epi_y[e] = v;
     quantize_act_block_warp(v, lane, p.epi_yq + c);
@@ -253,18 +178,20 @@ __device__ __forceinline__ void swiglu_epilogue(const Params& p, const Group& gr
 __device__ __forceinline__ void rmsnorm_epilogue(const Params& p) {
   __shared__ NormTree tree;
   __shared__ bool last;
-  __threadfence();
   __syncthreads();
-  if (threadIdx.x == 0) last = atomicAdd(p.counters, 1u) == gridDim.x - 1;
+  if (threadIdx.x == 0) {
+    __threadfence();
+    last = atomicAdd(p.counters, 1u) == gridDim.x - 1;
+    if (last) __threadfence();
+  }
   __syncthreads();
   if (!last) return;
-  __threadfence();
   const int n = static_cast<int>(p.rows[0]);
   float xv[kNormPerThread], wv[kNormPerThread];
 #pragma unroll
   for (int e = 0; e < kNormPerThread; ++e) {
     const int i = threadIdx.x + kNormThreads * e;
-    xv[e] = i < n ? __ldcg(p.out[0] + i) : 0.0f;  // L2: written by other SMs
+    xv[e] = i < n ? __ldcg(p.out[0] + i) : 0.0f;
     wv[e] = i < n ? p.norm_w[i] : 0.0f;
   }
   rmsnorm_quant_block(xv, wv, p.eps, n, tree, p.epi_y, p.epi_yq);
@@ -277,23 +204,15 @@ __device__ __forceinline__ void rmsnorm_epilogue(const Params& p) {
 // B2 (when not B): the format of the segments in p.alt_mask (q/k in Q4_K with v in Q6_K: one
 // launch instead of two in a row); a group's rows are all of one segment, so the choice is
 // uniform per group.
-template <typename B, typename B2>
+// E: the fused epilogue (a template parameter, so that the kernels without one keep their code).
+template <typename B, typename B2, DecodeEpilogue::Kind E>
 __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) matvec_decode_kernel(const Params p) {
   extern __shared__ uint4 smem[];
   pdl_trigger();
   const int tid = threadIdx.x;
   const int nb = p.n_blocks;
-  // Activations: as ActBlocks, or split for q4k_lane_partials (both when the launch is mixed).
-  constexpr bool kQ4K = std::is_same_v<B, blocks::Q4_K>;
-  const bool lanes = kQ4K && p.q4k_lanes;
-  const bool need_blocks = !lanes || !std::is_same_v<B, B2>;
-  const int split_bytes = lanes ? round16_dev(p.n_blocks * 40) : 0;
-  auto* a_s = reinterpret_cast<numerics::ActBlock*>(reinterpret_cast<uint8_t*>(smem) + split_bytes);
-  const SplitActs split{
-      reinterpret_cast<const int8_t*>(smem),
-      reinterpret_cast<const int2*>(reinterpret_cast<uint8_t*>(smem) + 32 * p.n_blocks)};
+  auto* a_s = reinterpret_cast<numerics::ActBlock*>(smem);
   uint8_t* w_s = reinterpret_cast<uint8_t*>(smem) + p.act_bytes;  // two buffers of w_bytes
-  __shared__ int epi_done[4];
   float* part = reinterpret_cast<float*>(w_s + 2 * p.w_bytes);
   const int64_t n_groups = p.group_end[p.n_segments - 1];
 
@@ -305,22 +224,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) matvec_decode_kerne
   pdl_wait();  // the activation blocks come from the previous kernel
   {
     const int* xs = reinterpret_cast<const int*>(p.xq);
-    constexpr int kWords = sizeof(numerics::ActBlock) / 4;  // d, sum, 8 words of quants
-    if (need_blocks) {
-      int* as = reinterpret_cast<int*>(a_s);
-      for (int i = tid; i < nb * kWords; i += kThreads) as[i] = xs[i];
-    }
-    if (lanes) {
-      int* q = reinterpret_cast<int*>(smem);
-      int* ds = q + 8 * nb;
-      for (int i = tid; i < nb * kWords; i += kThreads) {
-        const int j = i / kWords, w = i - j * kWords;
-        if (w < 2)
-          ds[2 * j + w] = xs[i];
-        else
-          q[8 * j + w - 2] = xs[i];
-      }
-    }
+    int* as = reinterpret_cast<int*>(a_s);
+    const int n_words = nb * static_cast<int>(sizeof(numerics::ActBlock) / 4);
+    for (int i = tid; i < n_words; i += kThreads) as[i] = xs[i];
   }
 
   for (int k = 0; g < n_groups; ++k, g += gridDim.x) {
@@ -353,11 +259,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) matvec_decode_kerne
       const auto partial = [](const typename B::Block& b, const numerics::ActBlock& a) {
         return B::partial(b, a);
       };
-      if constexpr (kQ4K) {
-        if (lanes) {
-          q4k_lane_partials(rows, cur.row_bytes, cur.n, nb, split, part, p.part_stride);
-          return;
-        }
+      if constexpr (std::is_same_v<B, blocks::Q4_K>) {
         if (p.rows_aligned16) {
           partials([](const uint8_t* row, int64_t j) { return load_q4k_a16(row, j); }, partial);
           return;
@@ -397,10 +299,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) matvec_decode_kerne
       if (p.acc_mask >> cur.seg & 1) y = *o + y;
       *o = y;
     }
-    if (p.epi == DecodeEpilogue::Kind::swiglu_quant) swiglu_epilogue(p, cur, epi_done);
+    if constexpr (E == DecodeEpilogue::Kind::swiglu_quant) swiglu_epilogue(p, cur);
     cur = next;
   }
-  if (p.epi == DecodeEpilogue::Kind::rmsnorm_quant) rmsnorm_epilogue(p);
+  if constexpr (E == DecodeEpilogue::Kind::rmsnorm_quant) rmsnorm_epilogue(p);
 }
 
 int round16(int64_t v) {
@@ -408,7 +310,7 @@ int round16(int64_t v) {
 }
 
 // Resident thread blocks per SM for a shared-memory size, asked once per (kernel, size).
-template <typename B, typename B2>
+template <typename B, typename B2, DecodeEpilogue::Kind E>
 int blocks_per_sm(int smem) {
   static std::mutex mutex;
   static std::unordered_map<int, int> cache;
@@ -416,33 +318,49 @@ int blocks_per_sm(int smem) {
   auto it = cache.find(smem);
   if (it != cache.end()) return it->second;
   int per_sm = 0;
-  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, matvec_decode_kernel<B, B2>,
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, matvec_decode_kernel<B, B2, E>,
                                                            kThreads, smem));
   cache.emplace(smem, per_sm);
   return per_sm;
 }
 
-template <typename B, typename B2 = B>
-void launch(const Params& p, int64_t groups, cudaStream_t stream) {
+template <typename B, typename B2, DecodeEpilogue::Kind E>
+void launch_kernel(const Params& p, int64_t groups, cudaStream_t stream) {
   const int smem = p.act_bytes + 2 * p.w_bytes + p.group_rows * p.part_stride * 4;  // <= 48 KB
-  const int per_sm = blocks_per_sm<B, B2>(smem);
+  const int per_sm = blocks_per_sm<B, B2, E>(smem);
   if (per_sm < 1) throw Error("cuda matvec_decode: a thread block does not fit on an SM");
   const int64_t grid = std::min<int64_t>(groups, static_cast<int64_t>(per_sm) * current_sm_count());
-  launch_pdl(matvec_decode_kernel<B, B2>, dim3(static_cast<unsigned>(grid)), dim3(kThreads), smem,
-             stream, p);
+  launch_pdl(matvec_decode_kernel<B, B2, E>, dim3(static_cast<unsigned>(grid)), dim3(kThreads),
+             smem, stream, p);
 }
 
-// Shared memory of a block: activation blocks (act_areas copies: a mixed launch with
-// q4k_lane_partials holds them in both layouts), two buffers of R rows of weights (+16 for the
+// The formats with epilogue kernels: those of the o, gate/up and down matrices of Q4_K_M, Q6_K
+// and Q8_0 files (each epilogue is one more kernel per format to compile).
+template <typename B>
+constexpr bool kEpilogueFormat = std::is_same_v<B, blocks::Q4_K> ||
+                                 std::is_same_v<B, blocks::Q6_K> || std::is_same_v<B, blocks::Q8_0>;
+
+template <typename B, typename B2 = B>
+void launch(const Params& p, int64_t groups, cudaStream_t stream) {
+  using K = DecodeEpilogue::Kind;
+  if constexpr (std::is_same_v<B, B2> && kEpilogueFormat<B>) {
+    if (p.epi == K::rmsnorm_quant) return launch_kernel<B, B2, K::rmsnorm_quant>(p, groups, stream);
+    if (p.epi == K::swiglu_quant) return launch_kernel<B, B2, K::swiglu_quant>(p, groups, stream);
+  }
+  if (p.epi != K::none) throw Error("cuda matvec_decode: no epilogue kernel for this format");
+  launch_kernel<B, B2, K::none>(p, groups, stream);
+}
+
+// Shared memory of a block: activation blocks, two buffers of R rows of weights (+16 for the
 // alignment shift), R rows of partials.
-int64_t smem_bytes(int64_t n_blocks, int64_t row_bytes, int rows, int act_areas = 1) {
-  return act_areas * round16(n_blocks * static_cast<int64_t>(sizeof(numerics::ActBlock))) +
+int64_t smem_bytes(int64_t n_blocks, int64_t row_bytes, int rows) {
+  return round16(n_blocks * static_cast<int64_t>(sizeof(numerics::ActBlock))) +
          2 * round16(rows * row_bytes + 16) + rows * (n_blocks | 1) * 4;
 }
 
 // Rows per thread block: about kBlocksPerThread 32-blocks per thread, fewer where shared memory
 // runs out (0: not even one row fits). RESIDENT_DECODE_TUNE=n overrides kBlocksPerThread.
-int rows_per_block(int64_t n_blocks, int64_t row_bytes, int act_areas = 1) {
+int rows_per_block(int64_t n_blocks, int64_t row_bytes) {
   static const int per_thread = [] {
     const char* v = std::getenv("RESIDENT_DECODE_TUNE");
     const int t = v ? std::atoi(v) : 0;
@@ -450,7 +368,7 @@ int rows_per_block(int64_t n_blocks, int64_t row_bytes, int act_areas = 1) {
   }();
   int rows =
       static_cast<int>(std::clamp<int64_t>(kThreads * per_thread / n_blocks, 1, int64_t{kMaxRows}));
-  while (rows > 0 && smem_bytes(n_blocks, row_bytes, rows, act_areas) > kMaxDecodeSmem) --rows;
+  while (rows > 0 && smem_bytes(n_blocks, row_bytes, rows) > kMaxDecodeSmem) --rows;
   return rows;
 }
 
@@ -459,6 +377,8 @@ void set_epilogue(const MatvecDecodeArgs& a, const std::string& what, Params& p)
   const DecodeEpilogue& e = a.epilogue;
   p.epi = e.kind;
   if (e.kind == DecodeEpilogue::Kind::none) return;
+  if (!matvec_decode_epilogue_supported(a.type) || (a.n_segments > 1 && a.alt_type != a.type))
+    throw Error(what + "no epilogue for this format");
   if (!e.y || !e.yq || !e.counters) throw Error(what + "epilogue: null output or counters");
   if (e.yq == a.xq)
     throw Error(what + "epilogue: its quantized output must not be the launch's input");
@@ -482,6 +402,10 @@ void set_epilogue(const MatvecDecodeArgs& a, const std::string& what, Params& p)
 }
 
 }  // namespace
+
+bool matvec_decode_epilogue_supported(quant::Type type) {
+  return type == quant::Type::Q4_K || type == quant::Type::Q6_K || type == quant::Type::Q8_0;
+}
 
 int64_t decode_epilogue_counters(int64_t rows) {
   return 1 + (rows + numerics::kActBlock - 1) / numerics::kActBlock;
@@ -522,17 +446,13 @@ void matvec_decode(const MatvecDecodeArgs& a, cudaStream_t stream) {
   p.n_segments = a.n_segments;
   // Staged rows sit at their global address mod 16 (stage_group), so they are 16-byte aligned in
   // shared memory when every first-format segment's base and the row length are.
-  // RESIDENT_CUDA_LEGACY=q4k16: the 4-byte Q4_K loads; q4klanes: one thread per 32-block, not
-  // q4k_lane_partials (A/B runs).
+  // RESIDENT_CUDA_LEGACY=q4k16: the 4-byte Q4_K loads (A/B runs).
   static const bool legacy16 = use_legacy("q4k16");
-  static const bool legacy_lanes = use_legacy("q4klanes");
   p.rows_aligned16 = !legacy16 && rb % 16 == 0;
   for (int s = 0; s < a.n_segments; ++s)
     if (!(mixed && a.seg[s].alt))
       p.rows_aligned16 = p.rows_aligned16 && reinterpret_cast<uintptr_t>(a.seg[s].w) % 16 == 0;
-  p.q4k_lanes = p.rows_aligned16 && a.type == quant::Type::Q4_K && !legacy_lanes;
-  const int act_areas = mixed && p.q4k_lanes ? 2 : 1;
-  p.group_rows = rows_per_block(p.n_blocks, rb_max, act_areas);
+  p.group_rows = rows_per_block(p.n_blocks, rb_max);
   if (p.group_rows < 1) throw Error(what + "row length " + std::to_string(a.n) + " does not fit");
   int64_t groups = 0;
   for (int s = 0; s < a.n_segments; ++s) {
@@ -554,7 +474,7 @@ void matvec_decode(const MatvecDecodeArgs& a, cudaStream_t stream) {
   }
   if (groups > (int64_t{1} << 31) - 1) throw Error(what + "too many rows");
   p.part_stride = p.n_blocks | 1;
-  p.act_bytes = act_areas * round16(static_cast<int64_t>(p.n_blocks) * sizeof(numerics::ActBlock));
+  p.act_bytes = round16(static_cast<int64_t>(p.n_blocks) * sizeof(numerics::ActBlock));
   p.w_bytes = round16(p.group_rows * rb_max + 16);
   p.xq = a.xq;
   set_epilogue(a, what, p);

@@ -44,6 +44,9 @@ struct DecodeEpilogue {
   unsigned* counters = nullptr;      // decode_epilogue_counters(rows) words, zero; left zero
 };
 
+// Whether launches in this format take a DecodeEpilogue (Q4_K, Q6_K, Q8_0; one format per launch).
+bool matvec_decode_epilogue_supported(quant::Type type);
+
 // Counter words DecodeEpilogue needs for segments of `rows` rows.
 int64_t decode_epilogue_counters(int64_t rows);
 
