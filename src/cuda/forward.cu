@@ -217,6 +217,7 @@ void forward_layers(const DeviceModel& m, const KvCache& kv, const Workspace& ws
   // in its own kernel, the norms fused.
   static const bool no_epilogue = use_legacy("epilogue");
   static const bool no_swiglu_epilogue = use_legacy("episwiglu");
+  static const bool no_norm_epilogue = use_legacy("epinorm");
   const bool epilogues = n == 1 && fuse && !no_epilogue && ws.epilogue_counters != nullptr;
   bool x_normed = false;  // ws.h / ws.xq already hold the next norm (a fused epilogue did it)
 
@@ -279,8 +280,9 @@ void forward_layers(const DeviceModel& m, const KvCache& kv, const Workspace& ws
 
     if (!fuse) quantize_activations(ws.attn, ws.xq_mid, qd, n, s);
     probed("o", [&] {
-      x_normed = epilogues && decode_residual_then_norm(L.wo, ws.xq_mid, ws.x, L.ffn_norm.f32(),
-                                                        c.rms_eps, ws, s);
+      x_normed =
+          epilogues && !no_norm_epilogue &&
+          decode_residual_then_norm(L.wo, ws.xq_mid, ws.x, L.ffn_norm.f32(), c.rms_eps, ws, s);
       if (!x_normed) matmul(L.wo, ws.attn, ws.xq_mid, n, ws.x, s, nullptr, /*accumulate=*/true);
     });
 
@@ -313,7 +315,7 @@ void forward_layers(const DeviceModel& m, const KvCache& kv, const Workspace& ws
     // The next layer's attention norm inside the down launch, where it fits.
     const float* next_norm = il + 1 < c.n_layers ? m.layers[il + 1].attn_norm.f32() : nullptr;
     probed("down", [&] {
-      x_normed = epilogues && next_norm &&
+      x_normed = epilogues && !no_norm_epilogue && next_norm &&
                  decode_residual_then_norm(L.w_down, ws.xq_mid, ws.x, next_norm, c.rms_eps, ws, s);
       if (!x_normed) matmul(L.w_down, ws.gate, ws.xq_mid, n, ws.x, s, nullptr, /*accumulate=*/true);
     });

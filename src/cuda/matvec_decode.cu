@@ -135,6 +135,10 @@ __device__ __forceinline__ blocks::Q4_K::Block load_q4k_a16(const uint8_t* row, 
   return out;
 }
 
+__device__ __forceinline__ void fence_acq_rel_gpu() {
+  asm volatile("fence.acq_rel.gpu;" ::: "memory");
+}
+
 // The epilogues publish a thread block's outputs as cooperative groups' grid barrier does: a
 // barrier (the block's writes happen before thread 0's next steps), then thread 0 fences and
 // counts; the block that completes a count fences again before reading the others' outputs,
@@ -149,7 +153,7 @@ __device__ __forceinline__ void swiglu_epilogue(const Params& p, const Group& gr
   __syncthreads();
   const int tid = threadIdx.x;
   if (tid == 0) {
-    __threadfence();
+    fence_acq_rel_gpu();  // release: the block's rows before their count
     int n_done = 0;
     const int64_t end = gr.first + gr.n;
     for (int64_t c = gr.first / 32; 32 * c < end; ++c) {
@@ -159,7 +163,7 @@ __device__ __forceinline__ void swiglu_epilogue(const Params& p, const Group& gr
       if (atomicAdd(p.counters + 1 + c, add) + add == 64) done[n_done++] = static_cast<int>(c);
     }
     done[3] = n_done;
-    if (n_done > 0) __threadfence();
+    if (n_done > 0) fence_acq_rel_gpu();  // acquire: the other blocks' rows
   }
   __syncthreads();
   const int warp = tid / 32, lane = tid % 32;
@@ -180,9 +184,9 @@ __device__ __forceinline__ void rmsnorm_epilogue(const Params& p) {
   __shared__ bool last;
   __syncthreads();
   if (threadIdx.x == 0) {
-    __threadfence();
+    fence_acq_rel_gpu();
     last = atomicAdd(p.counters, 1u) == gridDim.x - 1;
-    if (last) __threadfence();
+    if (last) fence_acq_rel_gpu();
   }
   __syncthreads();
   if (!last) return;
@@ -377,7 +381,9 @@ void set_epilogue(const MatvecDecodeArgs& a, const std::string& what, Params& p)
   const DecodeEpilogue& e = a.epilogue;
   p.epi = e.kind;
   if (e.kind == DecodeEpilogue::Kind::none) return;
-  if (!matvec_decode_epilogue_supported(a.type) || (a.n_segments > 1 && a.alt_type != a.type))
+  bool any_alt = false;
+  for (int s = 0; s < a.n_segments; ++s) any_alt = any_alt || a.seg[s].alt;
+  if (!matvec_decode_epilogue_supported(a.type) || (any_alt && a.alt_type != a.type))
     throw Error(what + "no epilogue for this format");
   if (!e.y || !e.yq || !e.counters) throw Error(what + "epilogue: null output or counters");
   if (e.yq == a.xq)
