@@ -35,7 +35,6 @@
 
 #include "cuda/attention_decode.cuh"
 #include "cuda/cuda_check.h"
-#include "cuda/legacy_switch.h"
 #include "cuda/pdl.cuh"
 #include "numerics/canonical.h"
 #include "util/error.h"
@@ -63,7 +62,6 @@ struct Params {
   int n_heads, group, kv_stride, n_ctx, n_chunks;
   bool neox;
   float kq_scale;
-  bool poll_acquire;  // RESIDENT_CUDA_LEGACY=attnpoll: every poll an ld.acquire (the old wait)
 };
 
 template <int E>  // head_dim = 32 * E
@@ -113,19 +111,6 @@ __device__ __forceinline__ unsigned load_acquire(const unsigned* p) {
   unsigned v;
   asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
   return v;
-}
-
-// A poll without ordering; one acquire fence after the last poll orders the reads that follow.
-// (Each ld.acquire.gpu poll compiles to an L1 invalidation as well: ~12k of them per launch at
-// depth 4096 in a helper's profile, round 5.)
-__device__ __forceinline__ unsigned load_relaxed(const unsigned* p) {
-  unsigned v;
-  asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-  return v;
-}
-
-__device__ __forceinline__ void fence_acq_rel_gpu() {
-  asm volatile("fence.acq_rel.gpu;" ::: "memory");
 }
 
 // RoPE of pair i of one head (rope_kv.cu's rotate): y0 = x0*c - x1*s, y1 = x0*s + x1*c.
@@ -271,7 +256,7 @@ __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(Params a)
     for (int w = 1; w < kThreads / 32; ++w) cm = sm.warp_max[w] > cm ? sm.warp_max[w] : cm;
     if (max_only) {
       a.chunk_max[hc + c] = cm;
-      fence_acq_rel_gpu();  // release: the maximum before its count
+      __threadfence();
       atomicAdd(done1, 1u);
     } else {
       // m = max over the live chunks' maxima in chunk order (attention.cu chunk_sums_kernel).
@@ -279,12 +264,7 @@ __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(Params a)
       if (live == 1) {
         m = cm > m ? cm : m;
       } else {
-        if (a.poll_acquire) {
-          while (load_acquire(done1) < static_cast<unsigned>(live)) __nanosleep(64);
-        } else {
-          while (load_relaxed(done1) < static_cast<unsigned>(live)) __nanosleep(64);
-          fence_acq_rel_gpu();
-        }
+        while (load_acquire(done1) < static_cast<unsigned>(live)) __nanosleep(64);
         for (int i = 0; i < live; ++i) {
           const float x = __ldcg(&a.chunk_max[hc + i]);
           m = x > m ? x : m;
@@ -354,13 +334,10 @@ __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(Params a)
   if (live > 1) {  // publish this chunk; the last full item of the head combines
     if (tid < kHd) a.chunk_val[(hc + c) * kHd + tid] = val_chunk;
     if (tid == 0) a.chunk_den[hc + c] = sm.den;
-    // The block's writes happen before thread 0's release fence (the barrier), then the count:
-    // cooperative groups' grid-barrier pattern, one fence instead of one per thread.
+    __threadfence();
     __syncthreads();
     if (tid == 0) {
-      fence_acq_rel_gpu();
       const bool last = atomicAdd(done2, 1u) == static_cast<unsigned>(live - 1);
-      if (last) fence_acq_rel_gpu();  // acquire: every chunk's den/val before they are read
       if (last) {  // every block of head h has counted both counters: reset for the next launch
         atomicExch(done1, 0u);
         atomicExch(done2, 0u);
@@ -369,6 +346,7 @@ __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(Params a)
     }
     __syncthreads();
     if (!sm.last) return;
+    __threadfence();
   }
   // Pass 3 (combine_kernel): chunks added in chunk order from 0.0f, one division.
   if (tid < kHd) {
@@ -435,14 +413,13 @@ void attention_decode(const AttentionDecodeArgs& a, const AttentionScratch& s, u
     throw Error(what + "scratch does not fit this call");
   if (a.max_positions < 1 || a.max_positions > a.n_ctx || a.max_positions > s.n_ctx)
     throw Error(what + "max_positions " + std::to_string(a.max_positions) + " outside [1, n_ctx]");
-  static const bool poll_acquire = use_legacy("attnpoll");
   const Params p{a.q,          a.k,         a.v,
                  a.rope_table, a.pos,       a.k_cache,
                  a.v_cache,    s.chunk_max, s.chunk_den,
                  s.chunk_val,  counters,    a.out,
                  a.out_q,      a.n_heads,   a.n_heads / a.n_kv_heads,
                  a.kv_stride,  a.n_ctx,     attention_chunks(s.n_ctx),
-                 a.neox,       a.kq_scale,  poll_acquire};
+                 a.neox,       a.kq_scale};
   // Both kinds of item for every chunk a position below max_positions can reach.
   const int grid = 2 * attention_chunks(a.max_positions) * a.n_heads;
   if (a.head_dim == 64)

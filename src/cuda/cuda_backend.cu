@@ -12,7 +12,6 @@
 #include "cuda/device_buffer.h"
 #include "cuda/fault_injection.cuh"
 #include "cuda/forward.cuh"
-#include "cuda/matvec_decode.cuh"
 #include "cuda/sampler.cuh"
 #include "cuda/weight_arena.h"
 #include "engine/sampler.h"
@@ -73,8 +72,7 @@ struct CudaBackend::Impl {
   KvCache kv;
 
   DeviceBuffer<float> x, h, q, k, v, attn, gate, up, logits;
-  DeviceBuffer<numerics::ActBlock> xq, xq_mid;
-  DeviceBuffer<unsigned> epilogue_counters;  // matvec_decode's fused norm / SwiGLU counts
+  DeviceBuffer<numerics::ActBlock> xq;
   DeviceBuffer<float> scores, chunk_max, chunk_den, chunk_val;
   DeviceBuffer<unsigned> attn_counters;  // attention_decode's work tickets and per-head counts
   Workspace ws;
@@ -244,10 +242,6 @@ struct CudaBackend::Impl {
     x = f(d), h = f(d), q = f(qd), k = f(kvd), v = f(kvd), attn = f(qd), gate = f(ff), up = f(ff);
     logits = DeviceBuffer<float>(static_cast<size_t>(logit_rows) * cfg.vocab_size);
     xq = DeviceBuffer<numerics::ActBlock>(static_cast<size_t>(B) * std::max({d, qd, ff}) / 32);
-    xq_mid = DeviceBuffer<numerics::ActBlock>(xq.size());
-    epilogue_counters =
-        DeviceBuffer<unsigned>(static_cast<size_t>(decode_epilogue_counters(std::max(d, ff))));
-    CUDA_CHECK(cudaMemset(epilogue_counters.get(), 0, epilogue_counters.bytes()));
     const AttentionScratchSizes as = attention_scratch_sizes(B, cfg.n_heads, n_ctx, cfg.head_dim);
     scores = DeviceBuffer<float>(as.scores);
     chunk_max = DeviceBuffer<float>(as.chunk_max);
@@ -260,7 +254,7 @@ struct CudaBackend::Impl {
     ws.max_tokens = B;
     ws.x = x.get(), ws.h = h.get(), ws.q = q.get(), ws.k = k.get(), ws.v = v.get();
     ws.attn = attn.get(), ws.gate = gate.get(), ws.up = up.get(), ws.logits = logits.get();
-    ws.xq = xq.get(), ws.xq_mid = xq_mid.get(), ws.epilogue_counters = epilogue_counters.get();
+    ws.xq = xq.get();
     ws.attn_scratch = {scores.get(), chunk_max.get(), chunk_den.get(), chunk_val.get(), B,
                        cfg.n_heads,  n_ctx,           cfg.head_dim};
 
@@ -273,10 +267,9 @@ struct CudaBackend::Impl {
 
   uint64_t workspace_bytes() const {
     return rope_table.bytes() + x.bytes() + h.bytes() + q.bytes() + k.bytes() + v.bytes() +
-           attn.bytes() + gate.bytes() + up.bytes() + logits.bytes() + xq.bytes() + xq_mid.bytes() +
-           scores.bytes() + chunk_max.bytes() + chunk_den.bytes() + chunk_val.bytes() +
-           attn_counters.bytes() + epilogue_counters.bytes() + ids.bytes() + token.bytes() +
-           pos.bytes() + (sampler ? sampler->bytes() : 0);
+           attn.bytes() + gate.bytes() + up.bytes() + logits.bytes() + xq.bytes() + scores.bytes() +
+           chunk_max.bytes() + chunk_den.bytes() + chunk_val.bytes() + attn_counters.bytes() +
+           ids.bytes() + token.bytes() + pos.bytes() + (sampler ? sampler->bytes() : 0);
   }
 
   // The decode step: token id and position in, next id and position + 1 out, all on the device.

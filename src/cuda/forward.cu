@@ -98,52 +98,6 @@ void matmul_shared_input(const Projection (&ps)[N], const float* x, const numeri
   }
 }
 
-// Decode matvec of one matrix (o, down: the residual add) whose launch also norms the updated
-// residual stream for the next matmul (DecodeEpilogue::rmsnorm_quant). False when the decode
-// kernel does not take it (the caller then launches matmul and norm_and_quantize).
-bool decode_residual_then_norm(const DeviceTensor& w, const numerics::ActBlock* xq, float* x,
-                               const float* norm_w, float eps, const Workspace& ws,
-                               cudaStream_t s) {
-  if (!matvec_decode_supported(w.type, w.row_length) || !matvec_decode_epilogue_supported(w.type) ||
-      w.rows % numerics::kActBlock != 0 || w.rows > 4096)
-    return false;
-  MatvecDecodeArgs a;
-  a.type = w.type;
-  a.n = w.row_length;
-  a.xq = xq;
-  a.seg[a.n_segments++] = {w.data, w.rows, x, nullptr, /*accumulate=*/true, false};
-  a.epilogue.kind = DecodeEpilogue::Kind::rmsnorm_quant;
-  a.epilogue.norm_w = norm_w;
-  a.epilogue.eps = eps;
-  a.epilogue.y = ws.h;
-  a.epilogue.yq = ws.xq;
-  a.epilogue.counters = ws.epilogue_counters;
-  matvec_decode(a, s);
-  return true;
-}
-
-// Decode gate and up in one launch that also forms silu(gate) * up and quantizes it
-// (DecodeEpilogue::swiglu_quant). False when the decode kernel does not take them.
-bool decode_gate_up_swiglu(const DeviceTensor& gate, const DeviceTensor& up,
-                           const numerics::ActBlock* xq, const Workspace& ws, cudaStream_t s) {
-  if (gate.type != up.type || gate.row_length != up.row_length || gate.rows != up.rows ||
-      gate.rows % numerics::kActBlock != 0 || !matvec_decode_epilogue_supported(gate.type) ||
-      !matvec_decode_supported(gate.type, gate.row_length))
-    return false;
-  MatvecDecodeArgs a;
-  a.type = gate.type;
-  a.n = gate.row_length;
-  a.xq = xq;
-  a.seg[a.n_segments++] = {gate.data, gate.rows, ws.gate, nullptr, false, false};
-  a.seg[a.n_segments++] = {up.data, up.rows, ws.up, nullptr, false, false};
-  a.epilogue.kind = DecodeEpilogue::Kind::swiglu_quant;
-  a.epilogue.y = ws.gate;
-  a.epilogue.yq = ws.xq_mid;
-  a.epilogue.counters = ws.epilogue_counters;
-  matvec_decode(a, s);
-  return true;
-}
-
 // Prefill projections that share an input (q/k/v, gate/up). Runs of equal weight type and row
 // length go through one matvec_multi launch each (matmul_mma_multi: their tiles share the GPU's
 // waves); a second run (Qwen2.5's Q6_K v beside Q4_K q/k in some layers) goes on the side
@@ -212,14 +166,6 @@ void forward_layers(const DeviceModel& m, const KvCache& kv, const Workspace& ws
   // Activation quantization fused into its producer (rmsnorm, attention combine, swiglu):
   // the same quantize_act_block on the same floats, 4 launches fewer per layer.
   static const bool fuse = !use_legacy("fuse");
-  // Decode: the norms and SwiGLU inside the matvec launches before them (DecodeEpilogue), 3
-  // launches fewer per layer. RESIDENT_CUDA_LEGACY=epilogue: their own kernels; episwiglu: SwiGLU
-  // in its own kernel, the norms fused.
-  static const bool no_epilogue = use_legacy("epilogue");
-  static const bool no_swiglu_epilogue = use_legacy("episwiglu");
-  static const bool no_norm_epilogue = use_legacy("epinorm");
-  const bool epilogues = n == 1 && fuse && !no_epilogue && ws.epilogue_counters != nullptr;
-  bool x_normed = false;  // ws.h / ws.xq already hold the next norm (a fused epilogue did it)
 
   embed(m.token_embd.type, m.token_embd.data, d, c.vocab_size, ids, n, ws.x, s);
 
@@ -229,12 +175,9 @@ void forward_layers(const DeviceModel& m, const KvCache& kv, const Workspace& ws
     uint16_t* v_cache = kv.v + static_cast<int64_t>(il) * kv.n_ctx * kvd;
 
     // Attention block: h = norm(x); q, k, v = W h + b; rope; cache; attention; x += Wo attn.
-    if (!x_normed) {
-      probed("norm", [&] {  // xq shared by q, k and v
-        norm_and_quantize(ws.x, L.attn_norm.f32(), c.rms_eps, d, n, ws.h, ws.xq, fuse, s);
-      });
-    }
-    x_normed = false;
+    probed("norm", [&] {  // xq shared by q, k and v
+      norm_and_quantize(ws.x, L.attn_norm.f32(), c.rms_eps, d, n, ws.h, ws.xq, fuse, s);
+    });
     const Projection qkv[] = {
         {&L.wq, ws.q, L.bq.f32()}, {&L.wk, ws.k, L.bk.f32()}, {&L.wv, ws.v, L.bv.f32()}};
     probed("qkv", [&] {
@@ -257,7 +200,7 @@ void forward_layers(const DeviceModel& m, const KvCache& kv, const Workspace& ws
       ad.rope_table = m.rope_table, ad.pos = pos;
       ad.k_cache = k_cache, ad.v_cache = v_cache, ad.n_ctx = kv.n_ctx;
       ad.kq_scale = kq_scale, ad.max_positions = max_positions;
-      ad.out = ws.attn, ad.out_q = fuse ? ws.xq_mid : nullptr;
+      ad.out = ws.attn, ad.out_q = fuse ? ws.xq : nullptr;
       probed("attn", [&] { attention_decode(ad, ws.attn_scratch, ws.attn_counters, s); });
     } else {
       RopeKvArgs r;
@@ -274,51 +217,34 @@ void forward_layers(const DeviceModel& m, const KvCache& kv, const Workspace& ws
       at.kv_stride = kvd;
       at.kq_scale = kq_scale, at.pos = pos, at.n_tokens = n, at.max_positions = max_positions;
       at.out = ws.attn;
-      at.out_q = fuse ? ws.xq_mid : nullptr;
+      at.out_q = fuse ? ws.xq : nullptr;
       probed("attn", [&] { attention(at, ws.attn_scratch, s); });
     }
 
-    if (!fuse) quantize_activations(ws.attn, ws.xq_mid, qd, n, s);
-    probed("o", [&] {
-      x_normed =
-          epilogues && !no_norm_epilogue &&
-          decode_residual_then_norm(L.wo, ws.xq_mid, ws.x, L.ffn_norm.f32(), c.rms_eps, ws, s);
-      if (!x_normed) matmul(L.wo, ws.attn, ws.xq_mid, n, ws.x, s, nullptr, /*accumulate=*/true);
-    });
+    if (!fuse) quantize_activations(ws.attn, ws.xq, qd, n, s);
+    probed("o", [&] { matmul(L.wo, ws.attn, ws.xq, n, ws.x, s, nullptr, /*accumulate=*/true); });
 
     // Feed-forward block: h = norm(x); x += W_down (silu(W_gate h) * (W_up h)).
-    if (!x_normed) {
-      probed("norm", [&] {  // xq shared by gate and up
-        norm_and_quantize(ws.x, L.ffn_norm.f32(), c.rms_eps, d, n, ws.h, ws.xq, fuse, s);
-      });
-    }
-    x_normed = false;
-    bool swiglu_done = false;
+    probed("norm", [&] {  // xq shared by gate and up
+      norm_and_quantize(ws.x, L.ffn_norm.f32(), c.rms_eps, d, n, ws.h, ws.xq, fuse, s);
+    });
+    const Projection gate_up[] = {{&L.w_gate, ws.gate, nullptr}, {&L.w_up, ws.up, nullptr}};
     probed("gate_up", [&] {
-      swiglu_done =
-          epilogues && !no_swiglu_epilogue && decode_gate_up_swiglu(L.w_gate, L.w_up, ws.xq, ws, s);
-      if (swiglu_done) return;
-      const Projection gate_up[] = {{&L.w_gate, ws.gate, nullptr}, {&L.w_up, ws.up, nullptr}};
       if (n > 1)
         matmul_prefill(gate_up, ws.h, ws.xq, n, ws, s);
       else
         matmul_shared_input(gate_up, ws.h, ws.xq, n, s);
     });
-    const int64_t n_ff = static_cast<int64_t>(n) * ff;
-    if (swiglu_done) {
-    } else if (fuse) {
-      probed("swiglu", [&] { swiglu_quant(ws.gate, ws.up, ws.gate, ws.xq_mid, n_ff, s); });
+    if (fuse) {
+      probed("swiglu", [&] {
+        swiglu_quant(ws.gate, ws.up, ws.gate, ws.xq, static_cast<int64_t>(n) * ff, s);
+      });
     } else {
-      swiglu(ws.gate, ws.up, ws.gate, n_ff, s);
-      quantize_activations(ws.gate, ws.xq_mid, ff, n, s);
+      swiglu(ws.gate, ws.up, ws.gate, static_cast<int64_t>(n) * ff, s);
+      quantize_activations(ws.gate, ws.xq, ff, n, s);
     }
-    // The next layer's attention norm inside the down launch, where it fits.
-    const float* next_norm = il + 1 < c.n_layers ? m.layers[il + 1].attn_norm.f32() : nullptr;
-    probed("down", [&] {
-      x_normed = epilogues && !no_norm_epilogue && next_norm &&
-                 decode_residual_then_norm(L.w_down, ws.xq_mid, ws.x, next_norm, c.rms_eps, ws, s);
-      if (!x_normed) matmul(L.w_down, ws.gate, ws.xq_mid, n, ws.x, s, nullptr, /*accumulate=*/true);
-    });
+    probed("down",
+           [&] { matmul(L.w_down, ws.gate, ws.xq, n, ws.x, s, nullptr, /*accumulate=*/true); });
     if (probe_repeats("empty") > 1)
       for (int i = 0; i < 4; ++i) launch_pdl(empty_kernel, dim3(1), dim3(32), 0, s);
   }

@@ -52,11 +52,7 @@ struct Workspace {
   float* gate = nullptr;             // (max_tokens, d_ff), then swiglu in place
   float* up = nullptr;               // (max_tokens, d_ff)
   float* logits = nullptr;           // (rows of one forward_head pass, vocab)
-  numerics::ActBlock* xq = nullptr;  // (max_tokens, max(d_model, q_dim, d_ff) / 32): normed x
-  // The quantized inputs of o and down (attention output, SwiGLU output), same size as xq: a
-  // decode launch's epilogue must not write the blocks the launch reads (matvec_decode.cuh).
-  numerics::ActBlock* xq_mid = nullptr;
-  unsigned* epilogue_counters = nullptr;  // decode_epilogue_counters(max(d_model, d_ff)), zero
+  numerics::ActBlock* xq = nullptr;  // (max_tokens, max(d_model, q_dim, d_ff) / 32)
   AttentionScratch attn_scratch;
   unsigned* attn_counters = nullptr;  // attention_decode_counters(n_heads), zero between launches
   // Prefill only: a second stream and two events, so that the small k and v matmuls run beside

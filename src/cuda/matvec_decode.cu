@@ -28,8 +28,6 @@
 #include "cuda/matvec_decode.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/quant_blocks.h"
-#include "cuda/quantize_warp.cuh"
-#include "cuda/rmsnorm_block.cuh"
 #include "quant/quant.h"
 #include "util/error.h"
 
@@ -43,6 +41,7 @@ constexpr int kMaxRows = 64;
 // kernels (3403bbd) was slower: tg128 846-856 vs 870-874, @ d4096 598-600 vs 645-646
 // (docs/perf.md, round 6; Q6_K squeezed from 62 to 48 registers).
 constexpr int kMinBlocksPerSm = 4;
+constexpr int kSpread = 2;  // spread_rows: at least this many groups per SM where rows allow
 
 struct Params {
   const uint8_t* w[kMaxDecodeSegments];
@@ -61,13 +60,6 @@ struct Params {
   bool rows_aligned16;  // every first-format row starts 16-byte aligned (load_q4k_a16)
   int w_bytes;          // staged weight bytes: R of the longest rows at any 16-byte alignment, x16
   const numerics::ActBlock* xq;
-  // DecodeEpilogue
-  DecodeEpilogue::Kind epi;
-  const float* norm_w;
-  float eps;
-  float* epi_y;
-  numerics::ActBlock* epi_yq;
-  unsigned* counters;
 };
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
@@ -135,81 +127,13 @@ __device__ __forceinline__ blocks::Q4_K::Block load_q4k_a16(const uint8_t* row, 
   return out;
 }
 
-__device__ __forceinline__ void fence_acq_rel_gpu() {
-  asm volatile("fence.acq_rel.gpu;" ::: "memory");
-}
-
-// The epilogues publish a thread block's outputs as cooperative groups' grid barrier does: a
-// barrier (the block's writes happen before thread 0's next steps), then thread 0 fences and
-// counts; the block that completes a count fences again before reading the others' outputs,
-// from L2 (ld.cg: this SM's L1 may hold lines of those rows from before they were written).
-// Only thread 0 fences: a fence in every thread measured slower (docs/perf.md, round 6).
-
-// DecodeEpilogue::swiglu_quant, after group `gr`'s rows are written: their count goes into the
-// counters of their blocks of 32 (segments 0 and 1 together: 64 rows make a block complete), and
-// warp w computes the w-th block this group completed.
-__device__ __forceinline__ void swiglu_epilogue(const Params& p, const Group& gr) {
-  __shared__ int done[4];  // blocks of 32 completed (at most 3 for R <= 64 rows), their count
-  __syncthreads();
-  const int tid = threadIdx.x;
-  if (tid == 0) {
-    fence_acq_rel_gpu();  // release: the block's rows before their count
-    int n_done = 0;
-    const int64_t end = gr.first + gr.n;
-    for (int64_t c = gr.first / 32; 32 * c < end; ++c) {
-      const int64_t lo = 32 * c > gr.first ? 32 * c : gr.first;
-      const int64_t hi = 32 * c + 32 < end ? 32 * c + 32 : end;
-      const unsigned add = static_cast<unsigned>(hi - lo);
-      if (atomicAdd(p.counters + 1 + c, add) + add == 64) done[n_done++] = static_cast<int>(c);
-    }
-    done[3] = n_done;
-    if (n_done > 0) fence_acq_rel_gpu();  // acquire: the other blocks' rows
-  }
-  __syncthreads();
-  const int warp = tid / 32, lane = tid % 32;
-  if (warp < done[3]) {
-    const int64_t c = done[warp];
-    const int64_t e = 32 * c + lane;
-    const float v = numerics::silu_canonical(__ldcg(p.out[0] + e)) * __ldcg(p.out[1] + e);
-    p.epi_y[e] = v;
-    quantize_act_block_warp(v, lane, p.epi_yq + c);
-    if (lane == 0) p.counters[1 + c] = 0;  // every row of block c is counted: ready for reuse
-  }
-}
-
-// DecodeEpilogue::rmsnorm_quant, after a thread block's last group: the last thread block to
-// finish norms segment 0's rows (rmsnorm_block.cuh, as rmsnorm_quant_regs_kernel).
-__device__ __forceinline__ void rmsnorm_epilogue(const Params& p) {
-  __shared__ NormTree tree;
-  __shared__ bool last;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    fence_acq_rel_gpu();
-    last = atomicAdd(p.counters, 1u) == gridDim.x - 1;
-    if (last) fence_acq_rel_gpu();
-  }
-  __syncthreads();
-  if (!last) return;
-  const int n = static_cast<int>(p.rows[0]);
-  float xv[kNormPerThread], wv[kNormPerThread];
-#pragma unroll
-  for (int e = 0; e < kNormPerThread; ++e) {
-    const int i = threadIdx.x + kNormThreads * e;
-    xv[e] = i < n ? __ldcg(p.out[0] + i) : 0.0f;
-    wv[e] = i < n ? p.norm_w[i] : 0.0f;
-  }
-  rmsnorm_quant_block(xv, wv, p.eps, n, tree, p.epi_y, p.epi_yq);
-  if (threadIdx.x == 0) p.counters[0] = 0;
-}
-
 // One wave of thread blocks; block b takes groups b, b + gridDim.x, ... The next group's bytes
 // are copied while the current one is computed (two buffers). The first copy is issued before
 // the PDL wait: weights are never written, so it overlaps the previous kernel's tail.
 // B2 (when not B): the format of the segments in p.alt_mask (q/k in Q4_K with v in Q6_K: one
 // launch instead of two in a row); a group's rows are all of one segment, so the choice is
 // uniform per group.
-// E: the fused epilogue (a template parameter, so that the kernels without one keep their code).
-template <typename B, typename B2, DecodeEpilogue::Kind E>
+template <typename B, typename B2>
 __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) matvec_decode_kernel(const Params p) {
   extern __shared__ uint4 smem[];
   pdl_trigger();
@@ -303,10 +227,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) matvec_decode_kerne
       if (p.acc_mask >> cur.seg & 1) y = *o + y;
       *o = y;
     }
-    if constexpr (E == DecodeEpilogue::Kind::swiglu_quant) swiglu_epilogue(p, cur);
     cur = next;
   }
-  if constexpr (E == DecodeEpilogue::Kind::rmsnorm_quant) rmsnorm_epilogue(p);
 }
 
 int round16(int64_t v) {
@@ -314,7 +236,7 @@ int round16(int64_t v) {
 }
 
 // Resident thread blocks per SM for a shared-memory size, asked once per (kernel, size).
-template <typename B, typename B2, DecodeEpilogue::Kind E>
+template <typename B, typename B2>
 int blocks_per_sm(int smem) {
   static std::mutex mutex;
   static std::unordered_map<int, int> cache;
@@ -322,37 +244,20 @@ int blocks_per_sm(int smem) {
   auto it = cache.find(smem);
   if (it != cache.end()) return it->second;
   int per_sm = 0;
-  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, matvec_decode_kernel<B, B2, E>,
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, matvec_decode_kernel<B, B2>,
                                                            kThreads, smem));
   cache.emplace(smem, per_sm);
   return per_sm;
 }
 
-template <typename B, typename B2, DecodeEpilogue::Kind E>
-void launch_kernel(const Params& p, int64_t groups, cudaStream_t stream) {
-  const int smem = p.act_bytes + 2 * p.w_bytes + p.group_rows * p.part_stride * 4;  // <= 48 KB
-  const int per_sm = blocks_per_sm<B, B2, E>(smem);
-  if (per_sm < 1) throw Error("cuda matvec_decode: a thread block does not fit on an SM");
-  const int64_t grid = std::min<int64_t>(groups, static_cast<int64_t>(per_sm) * current_sm_count());
-  launch_pdl(matvec_decode_kernel<B, B2, E>, dim3(static_cast<unsigned>(grid)), dim3(kThreads),
-             smem, stream, p);
-}
-
-// The formats with epilogue kernels: those of the o, gate/up and down matrices of Q4_K_M, Q6_K
-// and Q8_0 files (each epilogue is one more kernel per format to compile).
-template <typename B>
-constexpr bool kEpilogueFormat = std::is_same_v<B, blocks::Q4_K> ||
-                                 std::is_same_v<B, blocks::Q6_K> || std::is_same_v<B, blocks::Q8_0>;
-
 template <typename B, typename B2 = B>
 void launch(const Params& p, int64_t groups, cudaStream_t stream) {
-  using K = DecodeEpilogue::Kind;
-  if constexpr (std::is_same_v<B, B2> && kEpilogueFormat<B>) {
-    if (p.epi == K::rmsnorm_quant) return launch_kernel<B, B2, K::rmsnorm_quant>(p, groups, stream);
-    if (p.epi == K::swiglu_quant) return launch_kernel<B, B2, K::swiglu_quant>(p, groups, stream);
-  }
-  if (p.epi != K::none) throw Error("cuda matvec_decode: no epilogue kernel for this format");
-  launch_kernel<B, B2, K::none>(p, groups, stream);
+  const int smem = p.act_bytes + 2 * p.w_bytes + p.group_rows * p.part_stride * 4;  // <= 48 KB
+  const int per_sm = blocks_per_sm<B, B2>(smem);
+  if (per_sm < 1) throw Error("cuda matvec_decode: a thread block does not fit on an SM");
+  const int64_t grid = std::min<int64_t>(groups, static_cast<int64_t>(per_sm) * current_sm_count());
+  launch_pdl(matvec_decode_kernel<B, B2>, dim3(static_cast<unsigned>(grid)), dim3(kThreads), smem,
+             stream, p);
 }
 
 // Shared memory of a block: activation blocks, two buffers of R rows of weights (+16 for the
@@ -376,46 +281,27 @@ int rows_per_block(int64_t n_blocks, int64_t row_bytes) {
   return rows;
 }
 
-// Checks DecodeEpilogue's preconditions and copies it into the kernel's parameters.
-void set_epilogue(const MatvecDecodeArgs& a, const std::string& what, Params& p) {
-  const DecodeEpilogue& e = a.epilogue;
-  p.epi = e.kind;
-  if (e.kind == DecodeEpilogue::Kind::none) return;
-  bool any_alt = false;
-  for (int s = 0; s < a.n_segments; ++s) any_alt = any_alt || a.seg[s].alt;
-  if (!matvec_decode_epilogue_supported(a.type) || (any_alt && a.alt_type != a.type))
-    throw Error(what + "no epilogue for this format");
-  if (!e.y || !e.yq || !e.counters) throw Error(what + "epilogue: null output or counters");
-  if (e.yq == a.xq)
-    throw Error(what + "epilogue: its quantized output must not be the launch's input");
-  const int64_t rows = a.seg[0].rows;
-  if (rows % numerics::kActBlock != 0) throw Error(what + "epilogue: rows not a multiple of 32");
-  if (e.kind == DecodeEpilogue::Kind::rmsnorm_quant) {
-    if (a.n_segments != 1 || rows > kNormMaxN || !e.norm_w)
-      throw Error(what + "rmsnorm epilogue: one segment of at most " + std::to_string(kNormMaxN) +
-                  " rows and norm weights");
-  } else if (e.kind == DecodeEpilogue::Kind::swiglu_quant) {
-    if (a.n_segments != 2 || a.seg[1].rows != rows)
-      throw Error(what + "swiglu epilogue: two segments of equal rows");
-  } else {
-    throw Error(what + "unknown epilogue");
-  }
-  p.norm_w = e.norm_w;
-  p.eps = e.eps;
-  p.epi_y = e.y;
-  p.epi_yq = e.yq;
-  p.counters = e.counters;
+// Small matrices (o: 1536 rows, q/k/v: 2048) make fewer groups of R rows than the GPU has SMs
+// (96, 128 for 132 SMs): one latency-bound group per block, some SMs idle. Halve R while the
+// launch has fewer than kSpread x SMs groups, trading the per-thread work of a group (R x n/32
+// items over 256 threads) for more groups in flight. RESIDENT_DECODE_SPREAD=k sets the factor
+// (0: off).
+int spread_rows(int rows, const MatvecDecodeArgs& a) {
+  static const int spread = [] {
+    const char* v = std::getenv("RESIDENT_DECODE_SPREAD");
+    return v && *v ? std::clamp(std::atoi(v), 0, 64) : kSpread;
+  }();
+  const auto groups = [&](int r) {
+    int64_t g = 0;
+    for (int s = 0; s < a.n_segments; ++s) g += (a.seg[s].rows + r - 1) / r;
+    return g;
+  };
+  const int64_t want = static_cast<int64_t>(spread) * current_sm_count();
+  while (rows > 1 && groups(rows) < want) rows /= 2;
+  return rows;
 }
 
 }  // namespace
-
-bool matvec_decode_epilogue_supported(quant::Type type) {
-  return type == quant::Type::Q4_K || type == quant::Type::Q6_K || type == quant::Type::Q8_0;
-}
-
-int64_t decode_epilogue_counters(int64_t rows) {
-  return 1 + (rows + numerics::kActBlock - 1) / numerics::kActBlock;
-}
 
 bool matvec_decode_pair_supported(quant::Type type, quant::Type alt_type, int64_t n) {
   if (type != quant::Type::Q4_K || alt_type != quant::Type::Q6_K) return false;
@@ -450,16 +336,7 @@ void matvec_decode(const MatvecDecodeArgs& a, cudaStream_t stream) {
   const int64_t rb_max = std::max(rb, rb_alt);
   p.n_blocks = static_cast<int>(a.n / 32);
   p.n_segments = a.n_segments;
-  // Staged rows sit at their global address mod 16 (stage_group), so they are 16-byte aligned in
-  // shared memory when every first-format segment's base and the row length are.
-  // RESIDENT_CUDA_LEGACY=q4k16: the 4-byte Q4_K loads (A/B runs).
-  static const bool legacy16 = use_legacy("q4k16");
-  p.rows_aligned16 = !legacy16 && rb % 16 == 0;
-  for (int s = 0; s < a.n_segments; ++s)
-    if (!(mixed && a.seg[s].alt))
-      p.rows_aligned16 = p.rows_aligned16 && reinterpret_cast<uintptr_t>(a.seg[s].w) % 16 == 0;
-  p.group_rows = rows_per_block(p.n_blocks, rb_max);
-  if (p.group_rows < 1) throw Error(what + "row length " + std::to_string(a.n) + " does not fit");
+  p.group_rows = spread_rows(rows_per_block(p.n_blocks, rb_max), a);
   int64_t groups = 0;
   for (int s = 0; s < a.n_segments; ++s) {
     const DecodeSegment& g = a.seg[s];
@@ -483,7 +360,14 @@ void matvec_decode(const MatvecDecodeArgs& a, cudaStream_t stream) {
   p.act_bytes = round16(static_cast<int64_t>(p.n_blocks) * sizeof(numerics::ActBlock));
   p.w_bytes = round16(p.group_rows * rb_max + 16);
   p.xq = a.xq;
-  set_epilogue(a, what, p);
+  // Staged rows sit at their global address mod 16 (stage_group), so they are 16-byte aligned in
+  // shared memory when every first-format segment's base and the row length are.
+  // RESIDENT_CUDA_LEGACY=q4k16: always the 4-byte loads (A/B runs).
+  static const bool legacy16 = use_legacy("q4k16");
+  p.rows_aligned16 = !legacy16 && rb % 16 == 0;
+  for (int s = 0; s < a.n_segments; ++s)
+    if (!((p.alt_mask >> s) & 1))
+      p.rows_aligned16 = p.rows_aligned16 && reinterpret_cast<uintptr_t>(a.seg[s].w) % 16 == 0;
 
   if (mixed) return launch<blocks::Q4_K, blocks::Q6_K>(p, groups, stream);  // the one pair
   switch (a.type) {

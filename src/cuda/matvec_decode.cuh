@@ -25,31 +25,6 @@ struct DecodeSegment {
 
 inline constexpr int kMaxDecodeSegments = 3;
 
-// Work fused into a decode launch after its last rows are written, so that the decode step needs
-// no kernel of its own for it: the next matvec's quantized input. The thread block that finishes
-// last (rmsnorm_quant) or that completes a block of 32 rows (swiglu_quant) does it, found with
-// atomic counters (the same floats and the same quantization as rmsnorm_quant_regs_kernel and
-// swiglu_quant_kernel, so the same bits).
-struct DecodeEpilogue {
-  enum class Kind {
-    none,
-    rmsnorm_quant,  // one segment (the residual stream, rows <= 4096): y = rmsnorm(out, norm_w)
-    swiglu_quant,   // two segments of equal rows (gate, up): y = silu(out_0) * out_1
-  };
-  Kind kind = Kind::none;
-  const float* norm_w = nullptr;  // rmsnorm_quant: the norm's weights (rows floats)
-  float eps = 0.0f;
-  float* y = nullptr;                // the floats (rows)
-  numerics::ActBlock* yq = nullptr;  // y quantized (rows / 32 blocks); not the launch's xq
-  unsigned* counters = nullptr;      // decode_epilogue_counters(rows) words, zero; left zero
-};
-
-// Whether launches in this format take a DecodeEpilogue (Q4_K, Q6_K, Q8_0; one format per launch).
-bool matvec_decode_epilogue_supported(quant::Type type);
-
-// Counter words DecodeEpilogue needs for segments of `rows` rows.
-int64_t decode_epilogue_counters(int64_t rows);
-
 struct MatvecDecodeArgs {
   quant::Type type = quant::Type::Q8_0;      // of every segment but those marked alt
   quant::Type alt_type = quant::Type::Q8_0;  // of the alt segments (matvec_decode_pair_supported)
@@ -57,7 +32,6 @@ struct MatvecDecodeArgs {
   const numerics::ActBlock* xq = nullptr;    // (n / 32) blocks of the one token
   DecodeSegment seg[kMaxDecodeSegments];
   int n_segments = 0;
-  DecodeEpilogue epilogue;
 };
 
 inline constexpr int kMaxDecodeSmem = 48 * 1024;  // per thread block: no opt-in needed
