@@ -41,7 +41,7 @@ constexpr int kMaxRows = 64;
 // kernels (3403bbd) was slower: tg128 846-856 vs 870-874, @ d4096 598-600 vs 645-646
 // (docs/perf.md, round 6; Q6_K squeezed from 62 to 48 registers).
 constexpr int kMinBlocksPerSm = 4;
-constexpr int kSpread = 2;  // spread_rows: at least this many groups per SM where rows allow
+constexpr int kSpreadPct = 200;  // spread_rows: groups per SM (in %) wanted where rows allow
 
 struct Params {
   const uint8_t* w[kMaxDecodeSegments];
@@ -283,20 +283,20 @@ int rows_per_block(int64_t n_blocks, int64_t row_bytes) {
 
 // Small matrices (o: 1536 rows, q/k/v: 2048) make fewer groups of R rows than the GPU has SMs
 // (96, 128 for 132 SMs): one latency-bound group per block, some SMs idle. Halve R while the
-// launch has fewer than kSpread x SMs groups, trading the per-thread work of a group (R x n/32
-// items over 256 threads) for more groups in flight. RESIDENT_DECODE_SPREAD=k sets the factor
-// (0: off).
+// launch has fewer than kSpreadPct / 100 x SMs groups, trading the per-thread work of a group
+// (R x n/32 items over 256 threads) for more groups in flight. RESIDENT_DECODE_SPREAD=pct sets
+// it (0: off).
 int spread_rows(int rows, const MatvecDecodeArgs& a) {
   static const int spread = [] {
     const char* v = std::getenv("RESIDENT_DECODE_SPREAD");
-    return v && *v ? std::clamp(std::atoi(v), 0, 64) : kSpread;
+    return v && *v ? std::clamp(std::atoi(v), 0, 6400) : kSpreadPct;
   }();
   const auto groups = [&](int r) {
     int64_t g = 0;
     for (int s = 0; s < a.n_segments; ++s) g += (a.seg[s].rows + r - 1) / r;
     return g;
   };
-  const int64_t want = static_cast<int64_t>(spread) * current_sm_count();
+  const int64_t want = static_cast<int64_t>(spread) * current_sm_count() / 100;
   while (rows > 1 && groups(rows) < want) rows /= 2;
   return rows;
 }
