@@ -3,6 +3,7 @@
 // element is computed by exactly one thread in the canonical order.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -37,15 +38,19 @@ class ThreadPool {
 
   int n_threads_;
   std::vector<std::thread> threads_;
+  // A decode step makes ~13 parallel_for calls per layer, each a few tens of microseconds of
+  // work: waking a sleeping worker through the condition variable cost about as much. So both
+  // sides first spin on the atomics (about half a millisecond), then sleep on the condition
+  // variables (generation_ and pending_ change under mutex_, so no wake-up is lost).
   std::mutex mutex_;
   std::condition_variable start_cv_;
   std::condition_variable done_cv_;
   const std::function<void(int64_t, int64_t)>* task_ = nullptr;
   int64_t n_ = 0;
   int64_t grain_ = 1;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace resident::cpu
