@@ -10,22 +10,20 @@
 //     denominator and of every dim; V rows prefetched into shared memory by cp.async at the
 //     start, the row of p converted from v itself). The item (h == first head of g's group,
 //     c == chunk of p) also writes K and V of position p into the cache.
-//   * a MAX item (h, chunks [c, c_end)): pass 1 only; publishes each chunk's max and counts
-//     them in done1[h]. One chunk per max item while both kinds fit the GPU at once; at depth,
-//     as many chunks as keep the launch to one wave of resident blocks (chunks_per_max_item).
+//   * a MAX item (h, c): pass 1 only; publishes the chunk's max and counts it in done1[h].
 // Pass 2 needs m = the max over ALL chunks of the head (docs/numerics.md), so:
 //   * one live chunk (p < 256, the common case): the full item's own chunk max IS m (the spec's
 //     `m = -inf; m = x > m ? x : m` over one value gives x), and the item combines alone:
 //     no other block, no counter, no global scratch;
-//   * L >= 2 live chunks: H*L full items and up to H*L max items. A full item waits until the L
-//     chunk maxima of its head are counted, then reads them in chunk order (the combine of
+//   * L >= 2 live chunks: H*L max items and H*L full items. A full item waits until the L max
+//     items of its head are counted, then reads their maxima in chunk order (the combine of
 //     pass 2, same bits). It writes its chunk's den/val partials and counts itself in done2[h];
 //     the last one (threadFenceReduction pattern) adds the chunks in order from 0.0f, divides and
 //     quantizes: attention.cu's pass 3.
 // Why the wait cannot deadlock, without co-residency of the grid: items are handed out by a
 // ticket counter (atomicAdd), max items first. A block that holds a ticket is running; a full
 // item's ticket is above every max item's ticket, so every block it waits for already runs, and
-// max items never wait. Blocks beyond the live items take no ticket and exit.
+// max items never wait. Blocks beyond the 2*H*L live items take no ticket and exit.
 // Counters: [0] ticket, [1 + h] done1, [1 + H + h] done2. The block drawing the last ticket
 // resets [0] (every other ticket is drawn by then); the last full item of head h resets done1[h]
 // and done2[h] (every block of the head has counted and passed its wait by then). So each launch
@@ -37,8 +35,6 @@
 
 #include "cuda/attention_decode.cuh"
 #include "cuda/cuda_check.h"
-#include "cuda/device.h"
-#include "cuda/legacy_switch.h"
 #include "cuda/pdl.cuh"
 #include "numerics/canonical.h"
 #include "util/error.h"
@@ -66,7 +62,6 @@ struct Params {
   int n_heads, group, kv_stride, n_ctx, n_chunks;
   bool neox;
   float kq_scale;
-  int slots;  // thread blocks of this kernel resident at once on the GPU (sizes the max items)
 };
 
 template <int E>  // head_dim = 32 * E
@@ -77,7 +72,7 @@ struct Smem {
   float s[kAttnChunk];                 // scores, then e_t
   float o[32 * E];                     // the head's output, for the quantization
   alignas(16) uint16_t k_now[32 * E];  // fp16 bits of the rotated k at position p
-  float warp_max[2][kThreads / 32];    // by chunk parity (a max item's chunks in turn)
+  float warp_max[kThreads / 32];
   float m, den;
   int ticket, last;
 };
@@ -130,42 +125,6 @@ __device__ __forceinline__ void rotate_pair(const float* head, int i, int half, 
   *y1 = x0 * s + x1 * c;
 }
 
-// Pass 1 for one position (attention.cu scores_kernel): the spec's 32 lane partials of dot128 in
-// registers, products then adds in element order, the tree s = 16..1, then * kq_scale.
-template <int E>
-__device__ __forceinline__ float score_of(const uint4 (&kraw)[4 * E], const float* q,
-                                          float kq_scale) {
-  float part[32];
-#pragma unroll
-  for (int e = 0; e < E; ++e) {
-#pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const __half2* hp = reinterpret_cast<const __half2*>(&kraw[4 * e + u]);
-#pragma unroll
-      for (int w = 0; w < 4; ++w) {
-        const float2 kf = __half22float2(hp[w]);  // exact
-        const int l = 8 * u + 2 * w;
-        const float x = q[32 * e + l] * kf.x, y = q[32 * e + l + 1] * kf.y;
-        part[l] = e == 0 ? x : part[l] + x;
-        part[l + 1] = e == 0 ? y : part[l + 1] + y;
-      }
-    }
-  }
-  return tree32(part) * kq_scale;
-}
-
-// Chunks per max item: 1 while max and full items fit the GPU at once; else as many as it takes
-// for the max items to fit beside the full items, so that the launch stays one wave (a second
-// wave of full items cost more than the longer max items: docs/perf.md, round 6).
-__device__ __forceinline__ int chunks_per_max_item(int n_heads, int live, int slots) {
-  const int full_items = n_heads * live;
-  const int free_slots = slots - full_items;
-  if (free_slots >= full_items) return 1;
-  if (free_slots < n_heads) return live;  // one max item per head
-  const int per_head = free_slots / n_heads;
-  return (live + per_head - 1) / per_head;
-}
-
 template <int E>
 __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(Params a) {
   constexpr int kHd = 32 * E, kRow16 = 4 * E;  // head_dim; 16-byte pieces of a K/V head row
@@ -180,34 +139,27 @@ __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(Params a)
   // Unreachable after the host checks; never wait for an item no block would take.
   if (p < 0 || p >= a.n_ctx || live > grid_chunks) return;
 
-  int h, c, c_end;  // a max item covers chunks [c, c_end); a full item chunk c
+  int h, c;
   bool max_only = false;
   if (live == 1) {
     if (blockIdx.x >= static_cast<unsigned>(a.n_heads)) return;
-    h = blockIdx.x, c = 0, c_end = 1;
+    h = blockIdx.x, c = 0;
   } else {
-    const int per_max = a.slots > 0 ? chunks_per_max_item(a.n_heads, live, a.slots) : 1;
-    const int max_per_head = (live + per_max - 1) / per_max;
-    const int max_items = a.n_heads * max_per_head, items = max_items + a.n_heads * live;
-    if (blockIdx.x >= static_cast<unsigned>(items)) return;
+    const int items = a.n_heads * live;  // of each kind
+    if (blockIdx.x >= static_cast<unsigned>(2 * items)) return;
     if (tid == 0) {
       const unsigned t = atomicAdd(&a.counters[0], 1u);
-      if (t == static_cast<unsigned>(items - 1)) atomicExch(&a.counters[0], 0u);
+      if (t == static_cast<unsigned>(2 * items - 1)) atomicExch(&a.counters[0], 0u);
       sm.ticket = static_cast<int>(t);
     }
     __syncthreads();
     int t = sm.ticket;
-    max_only = t < max_items;
-    if (max_only) {
-      h = t / max_per_head, c = t % max_per_head * per_max;
-      c_end = c + per_max < live ? c + per_max : live;
-    } else {
-      t -= max_items;
-      h = t / live, c = t % live, c_end = c + 1;
-    }
+    max_only = t < items;
+    if (!max_only) t -= items;
+    h = t / live, c = t % live;
   }
   const int g = h / a.group, c0 = c * kAttnChunk;
-  const bool holds_p = c_end == live;  // the chunk of position p is this item's (last) one
+  const bool holds_p = c == live - 1;
   const bool writer = !max_only && holds_p && h % a.group == 0;
   const int64_t head_col = static_cast<int64_t>(g) * kHd;
 
@@ -261,56 +213,31 @@ __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(Params a)
   }
   __syncthreads();
 
-  const int64_t hc = static_cast<int64_t>(h) * a.n_chunks;  // this head's chunk entries
-  unsigned* done1 = a.counters + 1 + h;
-  unsigned* done2 = a.counters + 1 + a.n_heads + h;
-  if (max_only) {
-    // Each chunk's scores (pass 1) and maximum in turn, published; then one count for them all.
-    for (int ci = c; ci < c_end; ++ci) {
-      const int ti = ci * kAttnChunk + tid;
-      if (ci > c && ti < p) {  // the first chunk's K rows were loaded above
-        const uint4* kt = reinterpret_cast<const uint4*>(
-            a.k_cache + static_cast<int64_t>(ti) * a.kv_stride + head_col);
-#pragma unroll
-        for (int u = 0; u < kRow16; ++u) kraw[u] = kt[u];
-      }
-      if (ti == p) {
-#pragma unroll
-        for (int u = 0; u < kRow16; ++u) kraw[u] = reinterpret_cast<const uint4*>(sm.k_now)[u];
-      }
-      float best = -INFINITY;  // NaN scores are left out of the max, as in the CPU scan
-      if (ti < n_pos) {
-        const float sc = score_of<E>(kraw, sm.q, a.kq_scale);
-        if (sc == sc) best = sc;
-      }
-      for (int s = 16; s >= 1; s /= 2) {
-        const float o = __shfl_xor_sync(kFull, best, s);
-        best = o > best ? o : best;
-      }
-      float* wm = sm.warp_max[ci & 1];  // the other parity may still be read by thread 0
-      if (tid % 32 == 0) wm[tid / 32] = best;
-      __syncthreads();
-      if (tid == 0) {
-        float cm = wm[0];
-        for (int w = 1; w < kThreads / 32; ++w) cm = wm[w] > cm ? wm[w] : cm;
-        a.chunk_max[hc + ci] = cm;
-      }
-    }
-    if (tid == 0) {
-      __threadfence();
-      atomicAdd(done1, static_cast<unsigned>(c_end - c));
-    }
-    return;
-  }
-
-  // Pass 1 for this thread's position of the chunk.
+  // Pass 1 (attention.cu scores_kernel): the spec's 32 lane partials of dot128 in registers,
+  // products then adds in element order, the tree s = 16..1, then * kq_scale.
   float best = -INFINITY;  // NaN scores are left out of the max, as in the CPU scan
   if (t < n_pos) {
     if (t == p) {
 #pragma unroll
       for (int u = 0; u < kRow16; ++u) kraw[u] = reinterpret_cast<const uint4*>(sm.k_now)[u];
     }
-    const float sc = score_of<E>(kraw, sm.q, a.kq_scale);
+    float part[32];
+#pragma unroll
+    for (int e = 0; e < E; ++e) {
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const __half2* hp = reinterpret_cast<const __half2*>(&kraw[4 * e + u]);
+#pragma unroll
+        for (int w = 0; w < 4; ++w) {
+          const float2 kf = __half22float2(hp[w]);  // exact
+          const int l = 8 * u + 2 * w;
+          const float x = sm.q[32 * e + l] * kf.x, y = sm.q[32 * e + l + 1] * kf.y;
+          part[l] = e == 0 ? x : part[l] + x;
+          part[l + 1] = e == 0 ? y : part[l + 1] + y;
+        }
+      }
+    }
+    const float sc = tree32(part) * a.kq_scale;
     sm.s[tid] = sc;
     if (sc == sc) best = sc;
   }
@@ -319,24 +246,34 @@ __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(Params a)
     const float o = __shfl_xor_sync(kFull, best, s);
     best = o > best ? o : best;
   }
-  if (tid % 32 == 0) sm.warp_max[0][tid / 32] = best;
+  if (tid % 32 == 0) sm.warp_max[tid / 32] = best;
   __syncthreads();
+  const int64_t hc = static_cast<int64_t>(h) * a.n_chunks;  // this head's chunk entries
+  unsigned* done1 = a.counters + 1 + h;
+  unsigned* done2 = a.counters + 1 + a.n_heads + h;
   if (tid == 0) {
-    float cm = sm.warp_max[0][0];
-    for (int w = 1; w < kThreads / 32; ++w) cm = sm.warp_max[0][w] > cm ? sm.warp_max[0][w] : cm;
-    // m = max over the live chunks' maxima in chunk order (attention.cu chunk_sums_kernel).
-    float m = -INFINITY;
-    if (live == 1) {
-      m = cm > m ? cm : m;
+    float cm = sm.warp_max[0];
+    for (int w = 1; w < kThreads / 32; ++w) cm = sm.warp_max[w] > cm ? sm.warp_max[w] : cm;
+    if (max_only) {
+      a.chunk_max[hc + c] = cm;
+      __threadfence();
+      atomicAdd(done1, 1u);
     } else {
-      while (load_acquire(done1) < static_cast<unsigned>(live)) __nanosleep(64);
-      for (int i = 0; i < live; ++i) {
-        const float x = __ldcg(&a.chunk_max[hc + i]);
-        m = x > m ? x : m;
+      // m = max over the live chunks' maxima in chunk order (attention.cu chunk_sums_kernel).
+      float m = -INFINITY;
+      if (live == 1) {
+        m = cm > m ? cm : m;
+      } else {
+        while (load_acquire(done1) < static_cast<unsigned>(live)) __nanosleep(64);
+        for (int i = 0; i < live; ++i) {
+          const float x = __ldcg(&a.chunk_max[hc + i]);
+          m = x > m ? x : m;
+        }
       }
+      sm.m = m;
     }
-    sm.m = m;
   }
+  if (max_only) return;
   __syncthreads();
   const float m = sm.m;
   sm.s[tid] = t < n_pos ? numerics::exp_canonical(sm.s[tid] - m) : 0.0f;
@@ -435,26 +372,15 @@ __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(Params a)
   }
 }
 
-// Thread blocks of the kernel resident at once (the max items are sized to fit beside the full
-// items). RESIDENT_CUDA_LEGACY=attnmax: 0, one max item per chunk always.
 template <int E>
-int resident_blocks() {
-  static const int slots = [] {
+void launch(const Params& p, int grid, cudaStream_t stream) {
+  static const bool configured = [] {
     CUDA_CHECK(cudaFuncSetAttribute(attention_decode_kernel<E>,
                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     static_cast<int>(sizeof(Smem<E>))));
-    if (use_legacy("attnmax")) return 0;
-    int per_sm = 0;
-    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, attention_decode_kernel<E>,
-                                                             kThreads, sizeof(Smem<E>)));
-    return per_sm * current_sm_count();
+    return true;
   }();
-  return slots;
-}
-
-template <int E>
-void launch(Params p, int grid, cudaStream_t stream) {
-  p.slots = resident_blocks<E>();
+  (void)configured;
   launch_pdl(attention_decode_kernel<E>, dim3(grid), dim3(kThreads), sizeof(Smem<E>), stream, p);
 }
 
@@ -493,7 +419,7 @@ void attention_decode(const AttentionDecodeArgs& a, const AttentionScratch& s, u
                  s.chunk_val,  counters,    a.out,
                  a.out_q,      a.n_heads,   a.n_heads / a.n_kv_heads,
                  a.kv_stride,  a.n_ctx,     attention_chunks(s.n_ctx),
-                 a.neox,       a.kq_scale,  0};
+                 a.neox,       a.kq_scale};
   // Both kinds of item for every chunk a position below max_positions can reach.
   const int grid = 2 * attention_chunks(a.max_positions) * a.n_heads;
   if (a.head_dim == 64)
