@@ -15,7 +15,11 @@
 //   * one live chunk (p < 256, the common case): the full item's own chunk max IS m (the spec's
 //     `m = -inf; m = x > m ? x : m` over one value gives x), and the item combines alone:
 //     no other block, no counter, no global scratch;
-//   * L >= 2 live chunks: H*L max items and H*L full items. A full item waits until the L max
+//   * L >= 2 live chunks, all H*L items resident at once (the common case up to a few thousand
+//     positions): one item kind. Each (h, c) publishes its chunk's max, counts it in done1[h]
+//     and waits for the other L - 1, then goes on as a full item (below). Every block it waits
+//     for is resident, since all are; the scores are computed once.
+//   * else: H*L max items and H*L full items. A full item waits until the L max
 //     items of its head are counted, then reads their maxima in chunk order (the combine of
 //     pass 2, same bits). It writes its chunk's den/val partials and counts itself in done2[h];
 //     the last one (threadFenceReduction pattern) adds the chunks in order from 0.0f, divides and
@@ -35,6 +39,8 @@
 
 #include "cuda/attention_decode.cuh"
 #include "cuda/cuda_check.h"
+#include "cuda/device.h"
+#include "cuda/legacy_switch.h"
 #include "cuda/pdl.cuh"
 #include "numerics/canonical.h"
 #include "util/error.h"
@@ -62,6 +68,7 @@ struct Params {
   int n_heads, group, kv_stride, n_ctx, n_chunks;
   bool neox;
   float kq_scale;
+  int slots;  // thread blocks of this kernel resident at once (0: always the two item kinds)
 };
 
 template <int E>  // head_dim = 32 * E
@@ -141,9 +148,13 @@ __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(Params a)
 
   int h, c;
   bool max_only = false;
-  if (live == 1) {
-    if (blockIdx.x >= static_cast<unsigned>(a.n_heads)) return;
-    h = blockIdx.x, c = 0;
+  // One item kind: every (h, c) publishes its own chunk maximum and waits for its head's others.
+  // Only when all H*L items are resident at once (slots, from the occupancy of this kernel):
+  // the items before a waiting one need not have started otherwise.
+  const bool one_kind = live > 1 && a.n_heads * live <= a.slots;
+  if (live == 1 || one_kind) {
+    if (blockIdx.x >= static_cast<unsigned>(a.n_heads * live)) return;
+    h = blockIdx.x / live, c = blockIdx.x % live;
   } else {
     const int items = a.n_heads * live;  // of each kind
     if (blockIdx.x >= static_cast<unsigned>(2 * items)) return;
@@ -264,6 +275,11 @@ __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(Params a)
       if (live == 1) {
         m = cm > m ? cm : m;
       } else {
+        if (one_kind) {  // publish this chunk's maximum, as a max item would
+          a.chunk_max[hc + c] = cm;
+          __threadfence();
+          atomicAdd(done1, 1u);
+        }
         while (load_acquire(done1) < static_cast<unsigned>(live)) __nanosleep(64);
         for (int i = 0; i < live; ++i) {
           const float x = __ldcg(&a.chunk_max[hc + i]);
@@ -372,15 +388,26 @@ __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(Params a)
   }
 }
 
+// Thread blocks of the kernel resident at once on this GPU (one_kind items need them all).
+// RESIDENT_CUDA_LEGACY=attn2kind: 0, the max and full items at every depth.
 template <int E>
-void launch(const Params& p, int grid, cudaStream_t stream) {
-  static const bool configured = [] {
+int resident_blocks() {
+  static const int slots = [] {
     CUDA_CHECK(cudaFuncSetAttribute(attention_decode_kernel<E>,
                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     static_cast<int>(sizeof(Smem<E>))));
-    return true;
+    if (use_legacy("attn2kind")) return 0;
+    int per_sm = 0;
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, attention_decode_kernel<E>,
+                                                             kThreads, sizeof(Smem<E>)));
+    return per_sm * current_sm_count();
   }();
-  (void)configured;
+  return slots;
+}
+
+template <int E>
+void launch(Params p, int grid, cudaStream_t stream) {
+  p.slots = resident_blocks<E>();
   launch_pdl(attention_decode_kernel<E>, dim3(grid), dim3(kThreads), sizeof(Smem<E>), stream, p);
 }
 
@@ -419,7 +446,7 @@ void attention_decode(const AttentionDecodeArgs& a, const AttentionScratch& s, u
                  s.chunk_val,  counters,    a.out,
                  a.out_q,      a.n_heads,   a.n_heads / a.n_kv_heads,
                  a.kv_stride,  a.n_ctx,     attention_chunks(s.n_ctx),
-                 a.neox,       a.kq_scale};
+                 a.neox,       a.kq_scale,  0};
   // Both kinds of item for every chunk a position below max_positions can reach.
   const int grid = 2 * attention_chunks(a.max_positions) * a.n_heads;
   if (a.head_dim == 64)

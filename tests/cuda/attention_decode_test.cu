@@ -150,6 +150,9 @@ TEST(CudaAttentionDecode, MatchesRopeKvWritePlusAttention) {
     for (int pos : {0, 1, 255, 256, 257, 1000, 4095})
       check_decode(
           rng, {sh.n_heads, sh.n_kv_heads, sh.head_dim, sh.neox, n_ctx, std::min(pos, n_ctx - 2)});
+  // 32 heads at 16 chunks (512 items): more than an H200 holds at once (264), so the max and
+  // full items of two kinds; the cases above take one kind from 2 chunks on.
+  check_decode(rng, {32, 8, 64, true, 4096, 4093});
   // Small contexts (grid of 1 and 2 chunks), a grid tighter than the cache, a peaked softmax.
   check_decode(rng, {12, 2, 128, true, 40, 38});
   check_decode(rng, {8, 4, 64, false, 300, 298});
