@@ -388,8 +388,10 @@ __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(Params a)
   }
 }
 
-// Thread blocks of the kernel resident at once on this GPU (one_kind items need them all).
-// RESIDENT_CUDA_LEGACY=attn2kind: 0, the max and full items at every depth.
+// Thread blocks of the kernel resident at once on this GPU (one_kind items need them all; the
+// SM count is the device's, so a context limited to fewer SMs, as under MPS with an active
+// thread percentage, must set RESIDENT_CUDA_LEGACY=attn2kind). That switch: 0, the max and full
+// items at every depth.
 template <int E>
 int resident_blocks() {
   static const int slots = [] {
