@@ -269,10 +269,8 @@ struct Q4_K {
   static RESIDENT_HD float value(const uint8_t* row, int64_t i) {
     const uint8_t* b = row + (i / 256) * kBlockBytes;
     const int sub = static_cast<int>((i % 256) / 32), l = static_cast<int>(i % 32);
-    int sc, m;
-    k4_scale_min(b + 4, sub, &sc, &m);
-    const float dsc = half_to_float(load_u16(b)) * static_cast<float>(sc);
-    const float dm = half_to_float(load_u16(b + 2)) * static_cast<float>(m);
+    float dsc, dm;
+    Q4_K::scale_fields(b, sub, &dsc, &dm);
     const int q = (b[16 + 32 * (sub / 2) + l] >> (4 * (sub & 1))) & 0x0f;
     return dsc * static_cast<float>(q) - dm;
   }
@@ -307,10 +305,8 @@ struct Q5_K {
   static RESIDENT_HD float value(const uint8_t* row, int64_t i) {
     const uint8_t* b = row + (i / 256) * kBlockBytes;
     const int sub = static_cast<int>((i % 256) / 32), l = static_cast<int>(i % 32);
-    int sc, m;
-    k4_scale_min(b + 4, sub, &sc, &m);
-    const float dsc = half_to_float(load_u16(b)) * static_cast<float>(sc);
-    const float dm = half_to_float(load_u16(b + 2)) * static_cast<float>(m);
+    float dsc, dm;
+    Q4_K::scale_fields(b, sub, &dsc, &dm);
     const int q =
         ((b[48 + 32 * (sub / 2) + l] >> (4 * (sub & 1))) & 0x0f) | (((b[16 + l] >> sub) & 1) << 4);
     return dsc * static_cast<float>(q) - dm;

@@ -54,8 +54,7 @@ __global__ void __launch_bounds__(256)
 // The same bits as rmsnorm_kernel with yq set, for n <= kNormMaxN (4096), with fewer serial
 // steps (the decode step ran it twice per layer; timing probes gave 3.9 us per launch): x and w
 // are read once, into registers, and rmsnorm_block.cuh does the rest (the sum tree's levels
-// below 32 as shuffles, each block of 32 quantized by one warp). matvec_decode's fused-norm
-// prologue runs the same rmsnorm_quant_block.
+// below 32 as shuffles, each block of 32 quantized by one warp).
 __global__ void __launch_bounds__(kNormThreads)
     rmsnorm_quant_regs_kernel(const float* x, const float* __restrict__ w, float eps, int n,
                               float* y, numerics::ActBlock* yq) {
