@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "cpu/ops.h"
@@ -293,9 +294,14 @@ TEST(CudaKernels, MatvecDecodeQ4KRowsNot16ByteAligned) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("RESIDENT_TEST_SEED=" + std::to_string(seed));
   std::mt19937_64 rng(seed);
-  for (int64_t offset : {0, 4, 8, 12}) {
-    SCOPED_TRACE("weights at +" + std::to_string(offset) + " bytes");
-    const int64_t rows = 300, n = 1536;
+  // 300 x 1536: the looping kernel; 1536 x 8960: a span launch (768 groups of 2 rows > one wave
+  // of 4 blocks per SM on GPUs with fewer than 192 SMs).
+  const std::tuple<int64_t, int64_t, int64_t> cases[] = {{0, 300, 1536},  {4, 300, 1536},
+                                                         {8, 300, 1536},  {12, 300, 1536},
+                                                         {0, 1536, 8960}, {4, 1536, 8960}};
+  for (const auto& [offset, rows, n] : cases) {
+    SCOPED_TRACE("weights at +" + std::to_string(offset) + " bytes, " + std::to_string(rows) +
+                 " x " + std::to_string(n));
     const std::vector<float> x = activations(rng, n, 1);
     std::vector<ActBlock> xq(n / 32);
     quant::quantize_activations(x.data(), xq.data(), n);
