@@ -42,7 +42,6 @@ constexpr int kMaxRows = 64;
 // (docs/perf.md, round 6; Q6_K squeezed from 62 to 48 registers).
 constexpr int kMinBlocksPerSm = 4;
 constexpr int kSpreadPct = 100;  // spread_rows: groups per SM (in %) wanted where rows allow
-constexpr int kMaxStages = 4;    // cp.async groups of a span launch (cp_async_wait_pending)
 
 struct Params {
   const uint8_t* w[kMaxDecodeSegments];
@@ -61,10 +60,6 @@ struct Params {
   bool rows_aligned16;  // every first-format row starts 16-byte aligned (load_q4k_a16)
   int w_bytes;          // staged weight bytes: R of the longest rows at any 16-byte alignment, x16
   const numerics::ActBlock* xq;
-  // Span launches (matvec_decode_span_kernel) only: group_end counts thread blocks, not groups,
-  // and group_rows is the rows of one stage.
-  int span_rows;   // the most rows of any block's span (sizes the partials)
-  int stage_bufs;  // stage buffers of w_bytes each
 };
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
@@ -130,36 +125,6 @@ __device__ __forceinline__ blocks::Q4_K::Block load_q4k_a16(const uint8_t* row, 
 #pragma unroll
   for (int k = 0; k < 8; ++k) out.w[k] = static_cast<int>((v[k] >> shift) & 0x0f0f0f0fu);
   return out;
-}
-
-// Row r of segment seg from its partials pi[0 .. n_blocks): the spec's sequential sum from 0.0f
-// in j order, + bias, + out. Partials are read eight at a time, the next eight loaded while the
-// current eight are added (down's 280-long chain is on its kernel's critical path).
-__device__ __forceinline__ void finish_row(const Params& p, int seg, int64_t r, const float* pi) {
-  const int nb = p.n_blocks;
-  float acc = 0.0f;
-  float v[8];
-  int j = 0;
-  if (nb >= 8) {
-#pragma unroll
-    for (int e = 0; e < 8; ++e) v[e] = pi[e];
-  }
-  for (; j + 8 <= nb; j += 8) {
-    float next[8];
-    const bool more = j + 16 <= nb;
-#pragma unroll
-    for (int e = 0; e < 8; ++e) next[e] = more ? pi[j + 8 + e] : 0.0f;
-#pragma unroll
-    for (int e = 0; e < 8; ++e) acc = acc + v[e];
-#pragma unroll
-    for (int e = 0; e < 8; ++e) v[e] = next[e];
-  }
-  for (; j < nb; ++j) acc = acc + pi[j];
-  float* o = p.out[seg] + r;
-  float y = acc;
-  if (p.bias[seg]) y = y + p.bias[seg][r];
-  if (p.acc_mask >> seg & 1) y = *o + y;
-  *o = y;
 }
 
 // One wave of thread blocks; block b takes groups b, b + gridDim.x, ... The next group's bytes
@@ -242,114 +207,28 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) matvec_decode_kerne
     }
     __syncthreads();
 
-    if (tid < cur.n) finish_row(p, cur.seg, cur.first + tid, part + tid * p.part_stride);
+    if (tid < cur.n) {  // thread i: row first + i, the spec's sequential sum from 0.0f in j order
+      const float* pi = part + tid * p.part_stride;
+      float acc = 0.0f;
+      // Eight loads issued together, then their eight adds in order.
+      int j = 0;
+      for (; j + 8 <= nb; j += 8) {
+        float v[8];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) v[e] = pi[j + e];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc = acc + v[e];
+      }
+      for (; j < nb; ++j) acc = acc + pi[j];
+      const int64_t r = cur.first + tid;
+      float* o = p.out[cur.seg] + r;
+      float y = acc;
+      if (p.bias[cur.seg]) y = y + p.bias[cur.seg][r];
+      if (p.acc_mask >> cur.seg & 1) y = *o + y;
+      *o = y;
+    }
     cur = next;
   }
-}
-
-// Waits until at most `n` of this thread's cp.async groups are still in flight (n < kMaxStages).
-__device__ __forceinline__ void cp_async_wait_pending(int n) {
-  switch (n) {
-    case 0:
-      asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-      break;
-    case 1:
-      asm volatile("cp.async.wait_group 1;\n" ::: "memory");
-      break;
-    case 2:
-      asm volatile("cp.async.wait_group 2;\n" ::: "memory");
-      break;
-    default:
-      asm volatile("cp.async.wait_group 3;\n" ::: "memory");
-      break;
-  }
-}
-
-// For launches whose groups would take more than one wave (gate/up, down): a block of the one
-// wave owns a span of consecutive rows of one segment, the spans of a segment differing by at
-// most one row. The looping kernel's groups of R rows split 1,120 groups (gate/up) over 528
-// blocks, so some blocks did 3 groups and most 2 (the kernel lasts 3), and down's 768 groups
-// did 2 or 1. Here every byte of the span is requested at the start, before the PDL wait, in up
-// to kMaxStages cp.async groups of group_rows rows; the block computes stage k's partials as
-// soon as it lands, a thread's items running on across stages (each thread ends with the same
-// number of items, +-1), then thread i adds row i's partials in order: the same bits.
-template <typename B, typename B2>
-__global__ void __launch_bounds__(kThreads, kMinBlocksPerSm)
-    matvec_decode_span_kernel(const Params p) {
-  extern __shared__ uint4 smem[];
-  pdl_trigger();
-  const int tid = threadIdx.x;
-  const int nb = p.n_blocks;
-  auto* a_s = reinterpret_cast<numerics::ActBlock*>(smem);
-  uint8_t* w_s = reinterpret_cast<uint8_t*>(smem) + p.act_bytes;  // stage_bufs x w_bytes
-  float* part = reinterpret_cast<float*>(w_s + p.stage_bufs * p.w_bytes);
-
-  int s = 0;
-  while (s + 1 < p.n_segments && blockIdx.x >= p.group_end[s]) ++s;
-  const int64_t seg_first_block = s == 0 ? 0 : p.group_end[s - 1];
-  const int64_t b = blockIdx.x - seg_first_block, seg_blocks = p.group_end[s] - seg_first_block;
-  const int64_t first = b * p.rows[s] / seg_blocks;
-  const int n_rows = static_cast<int>((b + 1) * p.rows[s] / seg_blocks - first);
-  const int stage_rows = p.group_rows;
-  const int n_stages = (n_rows + stage_rows - 1) / stage_rows;
-  const bool alt = ((p.alt_mask >> s) & 1) != 0;
-  const int64_t rb = p.row_bytes[s];
-  const auto stage = [&](int k) {
-    const int64_t r = first + static_cast<int64_t>(k) * stage_rows;
-    return Group{s, min(stage_rows, n_rows - k * stage_rows), r, p.w[s] + r * rb, rb, alt};
-  };
-  for (int k = 0; k < n_stages; ++k) stage_group(p, stage(k), w_s + k * p.w_bytes);
-
-  pdl_wait();  // the activation blocks come from the previous kernel
-  {
-    const int* xs = reinterpret_cast<const int*>(p.xq);
-    int* as = reinterpret_cast<int*>(a_s);
-    const int n_words = nb * static_cast<int>(sizeof(numerics::ActBlock) / 4);
-    for (int i = tid; i < n_words; i += kThreads) as[i] = xs[i];
-  }
-
-  // Item it = i * nb + j over the span's rows, thread t taking t, t + kThreads, ...
-  int i = tid / nb, j = tid - (tid / nb) * nb;
-  const int step_i = kThreads / nb, step_j = kThreads % nb;
-  for (int k = 0; k < n_stages; ++k) {
-    cp_async_wait_pending(n_stages - 1 - k);
-    __syncthreads();  // stage k's bytes from every thread (and, at k = 0, the activations)
-    const Group g = stage(k);
-    const uint8_t* rows = w_s + k * p.w_bytes + (reinterpret_cast<uintptr_t>(g.start) & 15);
-    const int i_end = k * stage_rows + g.n;
-    const auto partials = [&](auto load, auto partial) {
-      while (i < i_end) {
-        part[i * p.part_stride + j] = partial(load(rows + (i - k * stage_rows) * rb, j), a_s[j]);
-        i += step_i, j += step_j;
-        if (j >= nb) j -= nb, ++i;
-      }
-    };
-    const auto first_format = [&] {
-      const auto partial = [](const typename B::Block& blk, const numerics::ActBlock& a) {
-        return B::partial(blk, a);
-      };
-      if constexpr (std::is_same_v<B, blocks::Q4_K>) {
-        if (p.rows_aligned16) {
-          partials([](const uint8_t* row, int64_t jj) { return load_q4k_a16(row, jj); }, partial);
-          return;
-        }
-      }
-      partials([](const uint8_t* row, int64_t jj) { return B::load(row, jj); }, partial);
-    };
-    if constexpr (std::is_same_v<B, B2>) {
-      first_format();
-    } else if (alt) {
-      partials([](const uint8_t* row, int64_t jj) { return B2::load(row, jj); },
-               [](const typename B2::Block& blk, const numerics::ActBlock& a) {
-                 return B2::partial(blk, a);
-               });
-    } else {
-      first_format();
-    }
-  }
-  __syncthreads();
-
-  if (tid < n_rows) finish_row(p, s, first + tid, part + tid * p.part_stride);
 }
 
 int round16(int64_t v) {
@@ -371,15 +250,8 @@ int blocks_per_sm(int smem) {
   return per_sm;
 }
 
-// groups: of the looping kernel, or < 0 for a span launch (p.group_end counts its blocks).
 template <typename B, typename B2 = B>
 void launch(const Params& p, int64_t groups, cudaStream_t stream) {
-  if (groups < 0) {
-    const int smem = p.act_bytes + p.stage_bufs * p.w_bytes + p.span_rows * p.part_stride * 4;
-    const auto grid = static_cast<unsigned>(p.group_end[p.n_segments - 1]);
-    launch_pdl(matvec_decode_span_kernel<B, B2>, dim3(grid), dim3(kThreads), smem, stream, p);
-    return;
-  }
   const int smem = p.act_bytes + 2 * p.w_bytes + p.group_rows * p.part_stride * 4;  // <= 48 KB
   const int per_sm = blocks_per_sm<B, B2>(smem);
   if (per_sm < 1) throw Error("cuda matvec_decode: a thread block does not fit on an SM");
@@ -427,36 +299,6 @@ int spread_rows(int rows, const MatvecDecodeArgs& a) {
   const int64_t want = static_cast<int64_t>(spread) * current_sm_count() / 100;
   while (rows > 1 && groups(rows) < want) rows /= 2;
   return rows;
-}
-
-// A span launch (matvec_decode_span_kernel) where the groups of R rows would take more than one
-// wave of kMinBlocksPerSm blocks per SM: about one wave of blocks, split over the segments by
-// their rows, each block a span of rows staged in up to kMaxStages parts. Fills in p's span
-// fields and returns true; false (p untouched) when a span would not fit kMaxDecodeSmem.
-// RESIDENT_CUDA_LEGACY=span: never (A/B runs).
-bool plan_span(Params& p, int64_t groups, int64_t rb_max) {
-  static const bool legacy = use_legacy("span");
-  const int64_t wave = int64_t{kMinBlocksPerSm} * current_sm_count();
-  if (legacy || groups <= wave) return false;
-  int64_t total_rows = 0;
-  for (int s = 0; s < p.n_segments; ++s) total_rows += p.rows[s];
-  int64_t blocks[kMaxDecodeSegments], span = 0;
-  for (int s = 0; s < p.n_segments; ++s) {
-    blocks[s] = std::max<int64_t>(1, (wave * p.rows[s] + total_rows / 2) / total_rows);
-    span = std::max(span, (p.rows[s] + blocks[s] - 1) / blocks[s]);
-  }
-  const int stages = static_cast<int>(std::min<int64_t>(span, kMaxStages));
-  const int64_t stage_rows = (span + stages - 1) / stages;
-  const int w_bytes = round16(stage_rows * rb_max + 16);
-  const int64_t smem = p.act_bytes + int64_t{stages} * w_bytes + span * p.part_stride * 4;
-  if (smem > kMaxDecodeSmem) return false;
-  int64_t end = 0;
-  for (int s = 0; s < p.n_segments; ++s) p.group_end[s] = end += blocks[s];
-  p.group_rows = static_cast<int>(stage_rows);
-  p.w_bytes = w_bytes;
-  p.stage_bufs = stages;
-  p.span_rows = static_cast<int>(span);
-  return true;
 }
 
 }  // namespace
@@ -526,8 +368,6 @@ void matvec_decode(const MatvecDecodeArgs& a, cudaStream_t stream) {
   for (int s = 0; s < a.n_segments; ++s)
     if (!((p.alt_mask >> s) & 1))
       p.rows_aligned16 = p.rows_aligned16 && reinterpret_cast<uintptr_t>(a.seg[s].w) % 16 == 0;
-
-  if (plan_span(p, groups, rb_max)) groups = -1;
 
   if (mixed) return launch<blocks::Q4_K, blocks::Q6_K>(p, groups, stream);  // the one pair
   switch (a.type) {

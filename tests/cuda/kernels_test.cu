@@ -294,8 +294,8 @@ TEST(CudaKernels, MatvecDecodeQ4KRowsNot16ByteAligned) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("RESIDENT_TEST_SEED=" + std::to_string(seed));
   std::mt19937_64 rng(seed);
-  // 300 x 1536: the looping kernel; 1536 x 8960: a span launch (768 groups of 2 rows > one wave
-  // of 4 blocks per SM on GPUs with fewer than 192 SMs).
+  // 300 x 1536: one group per thread block; 1536 x 8960: 768 groups of 2 rows, more than one
+  // wave of 4 blocks per SM on GPUs with fewer than 192 SMs (blocks take a second group).
   const std::tuple<int64_t, int64_t, int64_t> cases[] = {{0, 300, 1536},  {4, 300, 1536},
                                                          {8, 300, 1536},  {12, 300, 1536},
                                                          {0, 1536, 8960}, {4, 1536, 8960}};
