@@ -60,6 +60,8 @@ struct Params {
   bool rows_aligned16;  // every first-format row starts 16-byte aligned (load_q4k_a16)
   int w_bytes;          // staged weight bytes: R of the longest rows at any 16-byte alignment, x16
   const numerics::ActBlock* xq;
+  bool stage_before_wait;  // the first group's copy before the PDL wait (else after it)
+  bool early_row_loads;    // bias and residual loaded at the group's start (else at its end)
 };
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
@@ -147,9 +149,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) matvec_decode_kerne
   const int i0 = tid / nb, j0 = tid - i0 * nb, step_i = kThreads / nb, step_j = kThreads % nb;
   int64_t g = blockIdx.x;
   Group cur = locate(p, g);
-  stage_group(p, cur, w_s);
+  if (p.stage_before_wait) stage_group(p, cur, w_s);
 
   pdl_wait();  // the activation blocks come from the previous kernel
+  if (!p.stage_before_wait) stage_group(p, cur, w_s);
   {
     const int* xs = reinterpret_cast<const int*>(p.xq);
     int* as = reinterpret_cast<int*>(a_s);
@@ -158,6 +161,14 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) matvec_decode_kerne
   }
 
   for (int k = 0; g < n_groups; ++k, g += gridDim.x) {
+    // Row tid's bias and residual, loaded now (after the PDL wait: the residual is written by
+    // earlier kernels) so that their latency hides behind the partials, not after them.
+    float bias = 0.0f, prior = 0.0f;
+    const bool has_bias = p.bias[cur.seg] != nullptr, accumulate = (p.acc_mask >> cur.seg & 1) != 0;
+    if (p.early_row_loads && tid < cur.n) {
+      if (has_bias) bias = p.bias[cur.seg][cur.first + tid];
+      if (accumulate) prior = p.out[cur.seg][cur.first + tid];
+    }
     uint8_t* buf = w_s + (k & 1) * p.w_bytes;
     const bool has_next = g + gridDim.x < n_groups;
     Group next{};
@@ -222,9 +233,13 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) matvec_decode_kerne
       for (; j < nb; ++j) acc = acc + pi[j];
       const int64_t r = cur.first + tid;
       float* o = p.out[cur.seg] + r;
+      if (!p.early_row_loads) {
+        if (has_bias) bias = p.bias[cur.seg][r];
+        if (accumulate) prior = *o;
+      }
       float y = acc;
-      if (p.bias[cur.seg]) y = y + p.bias[cur.seg][r];
-      if (p.acc_mask >> cur.seg & 1) y = *o + y;
+      if (has_bias) y = y + bias;
+      if (accumulate) y = prior + y;
       *o = y;
     }
     cur = next;
@@ -360,6 +375,11 @@ void matvec_decode(const MatvecDecodeArgs& a, cudaStream_t stream) {
   p.act_bytes = round16(static_cast<int64_t>(p.n_blocks) * sizeof(numerics::ActBlock));
   p.w_bytes = round16(p.group_rows * rb_max + 16);
   p.xq = a.xq;
+  // RESIDENT_CUDA_LEGACY=prewait: the first group's copy after the PDL wait (does the early copy
+  // delay the previous kernel's own loads?); rowloads: bias and residual read after the sums.
+  static const bool late_stage = use_legacy("prewait"), late_rows = use_legacy("rowloads");
+  p.stage_before_wait = !late_stage;
+  p.early_row_loads = !late_rows;
   // Staged rows sit at their global address mod 16 (stage_group), so they are 16-byte aligned in
   // shared memory when every first-format segment's base and the row length are.
   // RESIDENT_CUDA_LEGACY=q4k16: always the 4-byte loads (A/B runs).

@@ -1,6 +1,7 @@
 #include <string>
 
 #include "cuda/cuda_check.h"
+#include "cuda/legacy_switch.h"
 #include "cuda/pdl.cuh"
 #include "cuda/rmsnorm.cuh"
 #include "cuda/rmsnorm_block.cuh"
@@ -57,14 +58,17 @@ __global__ void __launch_bounds__(256)
 // below 32 as shuffles, each block of 32 quantized by one warp).
 __global__ void __launch_bounds__(kNormThreads)
     rmsnorm_quant_regs_kernel(const float* x, const float* __restrict__ w, float eps, int n,
-                              float* y, numerics::ActBlock* yq) {
+                              float* y, numerics::ActBlock* yq, bool early_w) {
   __shared__ NormTree tree;
   pdl_trigger();
+  // w is a weight (never written): read before the wait, so that its DRAM latency overlaps the
+  // previous kernel instead of following it. RESIDENT_CUDA_LEGACY=normw: after (A/B runs).
+  float xv[kNormPerThread], wv[kNormPerThread];
+  if (early_w) norm_load(w, n, wv);
   pdl_wait();
   const int64_t row = blockIdx.x;
-  float xv[kNormPerThread], wv[kNormPerThread];
   norm_load(x + row * n, n, xv);
-  norm_load(w, n, wv);
+  if (!early_w) norm_load(w, n, wv);
   rmsnorm_quant_block(xv, wv, eps, n, tree, y + row * n, yq + row * (n / numerics::kActBlock));
 }
 
@@ -91,9 +95,10 @@ void rmsnorm_quant(const float* x, const float* w, float eps, int n, int n_token
     throw Error("cuda rmsnorm_quant: n = " + std::to_string(n) +
                 " must be a multiple of 32 up to " + std::to_string(kMaxFusedN) +
                 ", n_tokens = " + std::to_string(n_tokens));
+  static const bool late_w = use_legacy("normw");
   if (n <= kNormMaxN)
     return launch_pdl(rmsnorm_quant_regs_kernel, dim3(n_tokens), dim3(kNormThreads), 0, stream, x,
-                      w, eps, n, y, yq);
+                      w, eps, n, y, yq, !late_w);
   launch_pdl(rmsnorm_kernel, dim3(n_tokens), dim3(256), n * sizeof(float), stream, x, w, eps, n, y,
              yq);
 }
