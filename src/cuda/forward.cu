@@ -42,38 +42,10 @@ void matmul(const DeviceTensor& w, const float* x, const numerics::ActBlock* xq,
   matvec(matmul_args(w, x, xq, n_tokens, out, bias, accumulate), stream);
 }
 
-// Launches f once, or twice under the timing probe for `part` (legacy_switch.h).
-template <typename F>
-void probed(const char* part, F&& f) {
-  for (int i = probe_repeats(part); i > 0; --i) f();
-}
-
-// Normed activations h and their quantized blocks xq, in one kernel where it fits.
-void norm_and_quantize(const float* x, const float* w, float eps, int n, int n_tokens, float* h,
-                       numerics::ActBlock* xq, bool fuse, cudaStream_t s) {
-  if (fuse && rmsnorm_quant_fits(n)) return rmsnorm_quant(x, w, eps, n, n_tokens, h, xq, s);
-  rmsnorm(x, w, eps, n, n_tokens, h, s);
-  quantize_activations(h, xq, n, n_tokens, s);
-}
-
-// The RMSNorm in front of a set of projections: h = norm(x) and its blocks xq.
-struct Norm {
-  const float* x;
-  const float* w;
-  float eps;
-  int n;
-  float* h;
-  numerics::ActBlock* xq;
-  bool fuse;  // the quantization fused into the norm kernel (RESIDENT_CUDA_LEGACY=fuse: not)
-};
-
 // Decode (one token): matrices that read the same activations go through one matvec_decode
 // launch: all of them when they share a weight type or are the Q4_K + Q6_K pair the kernel
 // takes together (Q4_K_M's q/k with a Q6_K v), else one launch per run of equal types.
 // RESIDENT_CUDA_LEGACY=mixed: one launch per run of equal types always.
-// With `norm`, the input is norm's output: where one launch takes every matrix, that launch
-// norms its input itself (matvec_decode's norm prologue; RESIDENT_CUDA_LEGACY=normfuse: not),
-// else the norm kernel runs first. (Only xq is made then, not h: int8 weights read only xq.)
 struct Projection {
   const DeviceTensor* w;
   float* out;
@@ -81,24 +53,15 @@ struct Projection {
 };
 template <size_t N>
 void matmul_shared_input(const Projection (&ps)[N], const float* x, const numerics::ActBlock* xq,
-                         int n_tokens, cudaStream_t s, const Norm* norm = nullptr) {
+                         int n_tokens, cudaStream_t s) {
   static const bool legacy = use_legacy("decode");
   static const bool no_mixed = use_legacy("mixed");
-  static const bool no_norm_prologue = use_legacy("normfuse");
   const DeviceTensor& w0 = *ps[0].w;
   bool shared = n_tokens == 1 && !legacy;
   for (const Projection& p : ps)
     shared = shared && p.w->row_length == w0.row_length &&
              matvec_decode_supported(p.w->type, p.w->row_length);
-  const auto run_norm = [&] {
-    if (norm)
-      probed("norm", [&] {
-        norm_and_quantize(norm->x, norm->w, norm->eps, norm->n, n_tokens, norm->h, norm->xq,
-                          norm->fuse, s);
-      });
-  };
   if (!shared) {
-    run_norm();
     for (const Projection& p : ps) matmul(*p.w, x, xq, n_tokens, p.out, s, p.bias);
     return;
   }
@@ -120,16 +83,10 @@ void matmul_shared_input(const Projection (&ps)[N], const float* x, const numeri
     a.alt_type = other;
     a.n = w0.row_length;
     a.xq = xq;
-    if (norm && norm->n == a.n && !no_norm_prologue && matvec_decode_norm_supported(a.n)) {
-      a.norm_x = norm->x, a.norm_w = norm->w, a.norm_eps = norm->eps;
-    } else {
-      run_norm();
-    }
     for (const Projection& p : ps)
       a.seg[a.n_segments++] = {p.w->data, p.w->rows, p.out, p.bias, false, p.w->type != w0.type};
     return matvec_decode(a, s);
   }
-  run_norm();
   for (size_t i = 0; i < N;) {
     MatvecDecodeArgs a;
     a.type = ps[i].w->type;
@@ -178,6 +135,20 @@ void matmul_prefill(const Projection (&ps)[N], const float* x, const numerics::A
   CUDA_CHECK(cudaStreamWaitEvent(s, ws.join, 0));
 }
 
+// Normed activations h and their quantized blocks xq, in one kernel where it fits.
+void norm_and_quantize(const float* x, const float* w, float eps, int n, int n_tokens, float* h,
+                       numerics::ActBlock* xq, bool fuse, cudaStream_t s) {
+  if (fuse && rmsnorm_quant_fits(n)) return rmsnorm_quant(x, w, eps, n, n_tokens, h, xq, s);
+  rmsnorm(x, w, eps, n, n_tokens, h, s);
+  quantize_activations(h, xq, n, n_tokens, s);
+}
+
+// Launches f once, or twice under the timing probe for `part` (legacy_switch.h).
+template <typename F>
+void probed(const char* part, F&& f) {
+  for (int i = probe_repeats(part); i > 0; --i) f();
+}
+
 // Probe "empty": 4 empty PDL kernels per layer measure what a kernel boundary itself costs.
 __global__ void empty_kernel() {
   pdl_trigger();
@@ -204,15 +175,17 @@ void forward_layers(const DeviceModel& m, const KvCache& kv, const Workspace& ws
     uint16_t* v_cache = kv.v + static_cast<int64_t>(il) * kv.n_ctx * kvd;
 
     // Attention block: h = norm(x); q, k, v = W h + b; rope; cache; attention; x += Wo attn.
-    const Norm attn_norm{ws.x, L.attn_norm.f32(), c.rms_eps, d, ws.h, ws.xq, fuse};
+    probed("norm", [&] {  // xq shared by q, k and v
+      norm_and_quantize(ws.x, L.attn_norm.f32(), c.rms_eps, d, n, ws.h, ws.xq, fuse, s);
+    });
     const Projection qkv[] = {
         {&L.wq, ws.q, L.bq.f32()}, {&L.wk, ws.k, L.bk.f32()}, {&L.wv, ws.v, L.bv.f32()}};
-    if (n > 1) {
-      norm_and_quantize(ws.x, L.attn_norm.f32(), c.rms_eps, d, n, ws.h, ws.xq, fuse, s);
-      matmul_prefill(qkv, ws.h, ws.xq, n, ws, s);
-    } else {  // xq shared by q, k and v
-      probed("qkv", [&] { matmul_shared_input(qkv, ws.h, ws.xq, n, s, &attn_norm); });
-    }
+    probed("qkv", [&] {
+      if (n > 1)
+        matmul_prefill(qkv, ws.h, ws.xq, n, ws, s);
+      else
+        matmul_shared_input(qkv, ws.h, ws.xq, n, s);
+    });
 
     // Rope, K/V cache write and attention: one launch for a decode token (attention_decode.cu),
     // else rope_kv_write and the three attention passes. Same bits either way.
@@ -252,14 +225,16 @@ void forward_layers(const DeviceModel& m, const KvCache& kv, const Workspace& ws
     probed("o", [&] { matmul(L.wo, ws.attn, ws.xq, n, ws.x, s, nullptr, /*accumulate=*/true); });
 
     // Feed-forward block: h = norm(x); x += W_down (silu(W_gate h) * (W_up h)).
-    const Norm ffn_norm{ws.x, L.ffn_norm.f32(), c.rms_eps, d, ws.h, ws.xq, fuse};
-    const Projection gate_up[] = {{&L.w_gate, ws.gate, nullptr}, {&L.w_up, ws.up, nullptr}};
-    if (n > 1) {
+    probed("norm", [&] {  // xq shared by gate and up
       norm_and_quantize(ws.x, L.ffn_norm.f32(), c.rms_eps, d, n, ws.h, ws.xq, fuse, s);
-      matmul_prefill(gate_up, ws.h, ws.xq, n, ws, s);
-    } else {  // xq shared by gate and up
-      probed("gate_up", [&] { matmul_shared_input(gate_up, ws.h, ws.xq, n, s, &ffn_norm); });
-    }
+    });
+    const Projection gate_up[] = {{&L.w_gate, ws.gate, nullptr}, {&L.w_up, ws.up, nullptr}};
+    probed("gate_up", [&] {
+      if (n > 1)
+        matmul_prefill(gate_up, ws.h, ws.xq, n, ws, s);
+      else
+        matmul_shared_input(gate_up, ws.h, ws.xq, n, s);
+    });
     if (fuse) {
       probed("swiglu", [&] {
         swiglu_quant(ws.gate, ws.up, ws.gate, ws.xq, static_cast<int64_t>(n) * ff, s);

@@ -28,7 +28,6 @@
 #include "cuda/matvec_decode.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/quant_blocks.h"
-#include "cuda/rmsnorm_block.cuh"
 #include "quant/quant.h"
 #include "util/error.h"
 
@@ -43,7 +42,6 @@ constexpr int kMaxRows = 64;
 // (docs/perf.md, round 6; Q6_K squeezed from 62 to 48 registers).
 constexpr int kMinBlocksPerSm = 4;
 constexpr int kSpreadPct = 100;  // spread_rows: groups per SM (in %) wanted where rows allow
-constexpr int kNormPer = 8;      // norm prologue: elements per thread (rows up to 2048)
 
 struct Params {
   const uint8_t* w[kMaxDecodeSegments];
@@ -62,9 +60,6 @@ struct Params {
   bool rows_aligned16;  // every first-format row starts 16-byte aligned (load_q4k_a16)
   int w_bytes;          // staged weight bytes: R of the longest rows at any 16-byte alignment, x16
   const numerics::ActBlock* xq;
-  const float* norm_x;  // non-null: the input is the RMSNorm of norm_x, not xq
-  const float* norm_w;
-  float norm_eps;
   bool stage_before_wait;  // the first group's copy before the PDL wait (else after it)
   bool early_row_loads;    // bias and residual loaded at the group's start (else at its end)
 };
@@ -156,18 +151,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) matvec_decode_kerne
   Group cur = locate(p, g);
   if (p.stage_before_wait) stage_group(p, cur, w_s);
 
-  // The norm's weights are never written: read them before the wait too.
-  float norm_w[kNormPer];
-  if (p.norm_x) norm_load(p.norm_w, nb * 32, norm_w);
-
-  pdl_wait();  // the input comes from the previous kernel
+  pdl_wait();  // the activation blocks come from the previous kernel
   if (!p.stage_before_wait) stage_group(p, cur, w_s);
-  if (p.norm_x) {  // rmsnorm_quant_regs_kernel's steps, its blocks written to shared memory
-    float x[kNormPer];
-    norm_load(p.norm_x, nb * 32, x);
-    auto* tree = reinterpret_cast<NormTree*>(part + p.group_rows * p.part_stride);
-    rmsnorm_quant_block(x, norm_w, p.norm_eps, nb * 32, *tree, nullptr, a_s);
-  } else {
+  {
     const int* xs = reinterpret_cast<const int*>(p.xq);
     int* as = reinterpret_cast<int*>(a_s);
     const int n_words = nb * static_cast<int>(sizeof(numerics::ActBlock) / 4);
@@ -281,8 +267,7 @@ int blocks_per_sm(int smem) {
 
 template <typename B, typename B2 = B>
 void launch(const Params& p, int64_t groups, cudaStream_t stream) {
-  const int smem = p.act_bytes + 2 * p.w_bytes + p.group_rows * p.part_stride * 4 +
-                   (p.norm_x ? static_cast<int>(sizeof(NormTree)) : 0);  // <= 48 KB
+  const int smem = p.act_bytes + 2 * p.w_bytes + p.group_rows * p.part_stride * 4;  // <= 48 KB
   const int per_sm = blocks_per_sm<B, B2>(smem);
   if (per_sm < 1) throw Error("cuda matvec_decode: a thread block does not fit on an SM");
   const int64_t grid = std::min<int64_t>(groups, static_cast<int64_t>(per_sm) * current_sm_count());
@@ -292,10 +277,9 @@ void launch(const Params& p, int64_t groups, cudaStream_t stream) {
 
 // Shared memory of a block: activation blocks, two buffers of R rows of weights (+16 for the
 // alignment shift), R rows of partials.
-// (+ the norm prologue's tree, allowed for always).
 int64_t smem_bytes(int64_t n_blocks, int64_t row_bytes, int rows) {
   return round16(n_blocks * static_cast<int64_t>(sizeof(numerics::ActBlock))) +
-         2 * round16(rows * row_bytes + 16) + rows * (n_blocks | 1) * 4 + sizeof(NormTree);
+         2 * round16(rows * row_bytes + 16) + rows * (n_blocks | 1) * 4;
 }
 
 // Rows per thread block: about kBlocksPerThread 32-blocks per thread, fewer where shared memory
@@ -334,10 +318,6 @@ int spread_rows(int rows, const MatvecDecodeArgs& a) {
 
 }  // namespace
 
-bool matvec_decode_norm_supported(int64_t n) {
-  return n >= 32 && n % 32 == 0 && n <= int64_t{kNormThreads} * kNormPer;
-}
-
 bool matvec_decode_pair_supported(quant::Type type, quant::Type alt_type, int64_t n) {
   if (type != quant::Type::Q4_K || alt_type != quant::Type::Q6_K) return false;
   if (!matvec_decode_supported(type, n) || !matvec_decode_supported(alt_type, n)) return false;
@@ -356,9 +336,7 @@ void matvec_decode(const MatvecDecodeArgs& a, cudaStream_t stream) {
   const std::string what = "cuda matvec_decode (" + std::string(info.name) + "): ";
   if (!matvec_decode_supported(a.type, a.n))
     throw Error(what + "row length " + std::to_string(a.n) + " not supported");
-  if (a.norm_x && (!a.norm_w || !matvec_decode_norm_supported(a.n)))
-    throw Error(what + "no norm prologue for row length " + std::to_string(a.n));
-  if (!a.xq && !a.norm_x) throw Error(what + "null activation blocks");
+  if (!a.xq) throw Error(what + "null activation blocks");
   if (a.n_segments < 1 || a.n_segments > kMaxDecodeSegments)
     throw Error(what + "1 to " + std::to_string(kMaxDecodeSegments) + " segments");
   bool any_alt = false;
@@ -397,9 +375,6 @@ void matvec_decode(const MatvecDecodeArgs& a, cudaStream_t stream) {
   p.act_bytes = round16(static_cast<int64_t>(p.n_blocks) * sizeof(numerics::ActBlock));
   p.w_bytes = round16(p.group_rows * rb_max + 16);
   p.xq = a.xq;
-  p.norm_x = a.norm_x;
-  p.norm_w = a.norm_w;
-  p.norm_eps = a.norm_eps;
   // RESIDENT_CUDA_LEGACY=prewait: the first group's copy after the PDL wait (does the early copy
   // delay the previous kernel's own loads?); rowloads: bias and residual read after the sums.
   static const bool late_stage = use_legacy("prewait"), late_rows = use_legacy("rowloads");

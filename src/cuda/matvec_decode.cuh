@@ -32,12 +32,6 @@ struct MatvecDecodeArgs {
   const numerics::ActBlock* xq = nullptr;    // (n / 32) blocks of the one token
   DecodeSegment seg[kMaxDecodeSegments];
   int n_segments = 0;
-  // Optional, instead of xq: the input is RMSNorm(norm_x) with weights norm_w, normed and
-  // quantized by every thread block itself (matvec_decode_norm_supported(n)): the same bits as
-  // rmsnorm_quant then this launch on its blocks, one dependent launch fewer.
-  const float* norm_x = nullptr;
-  const float* norm_w = nullptr;
-  float norm_eps = 0.0f;
 };
 
 inline constexpr int kMaxDecodeSmem = 48 * 1024;  // per thread block: no opt-in needed
@@ -49,9 +43,6 @@ bool matvec_decode_supported(quant::Type type, int64_t n);
 // Whether one launch takes segments of both formats (only Q4_K with Q6_K: the q/k/v of Q4_K_M
 // files, where some layers keep v in Q6_K).
 bool matvec_decode_pair_supported(quant::Type type, quant::Type alt_type, int64_t n);
-
-// Whether a launch with n-long rows can norm its input itself (MatvecDecodeArgs::norm_x).
-bool matvec_decode_norm_supported(int64_t n);
 
 // Checks the preconditions (throws resident::Error) and launches on `stream` (with PDL).
 void matvec_decode(const MatvecDecodeArgs& args, cudaStream_t stream);

@@ -1,7 +1,7 @@
 // RMSNorm plus activation quantization of one row of n <= 4096 floats by one 256-thread block,
 // from registers (docs/numerics.md: RMSNorm, sum256, activation quantization), as used by
-// rmsnorm_quant_regs_kernel (rmsnorm.cu) and by matvec_decode's norm prologue (each thread
-// block norms the one decode token itself, its weights read before the PDL wait).
+// rmsnorm_quant_regs_kernel (rmsnorm.cu). (A copy of it in matvec_decode's prologue, so that
+// each block norms the one decode token itself, measured slower: docs/perf.md, round 4.)
 //  * thread k holds elements k + 256 e (e < 16) of x and w in registers;
 //  * sum256: thread k sums x_{k+256e}^2 in e order from 0.0f (partial k), then the tree keeps its
 //    pairs: levels 128, 64, 32 in shared memory, then 16 .. 1 as shuffles inside warp 0 (lane k
@@ -25,31 +25,29 @@ struct NormTree {
   float scale;
 };
 
-// v[e] = src[k + 256 e] for thread k (0.0f past n). kPer: elements per thread (n <= 256 kPer).
-template <int kPer>
-__device__ __forceinline__ void norm_load(const float* src, int n, float (&v)[kPer]) {
+// v[e] = src[k + 256 e] for thread k (0.0f past n).
+__device__ __forceinline__ void norm_load(const float* src, int n, float (&v)[kNormPerThread]) {
   const int k = threadIdx.x;
 #pragma unroll
-  for (int e = 0; e < kPer; ++e) {
+  for (int e = 0; e < kNormPerThread; ++e) {
     const int i = k + kNormThreads * e;
     v[e] = i < n ? src[i] : 0.0f;
   }
 }
 
 // Called by all 256 threads of the block (it has barriers), with xv and wv from norm_load of x and
-// w; n % 32 == 0, n <= 256 kPer. Writes y_i = (x_i * r) * w_i to y[i] unless y is null, and
+// w; n % 32 == 0, n <= kNormMaxN. Writes y_i = (x_i * r) * w_i to y[i] unless y is null, and
 // block b of y quantized to q[b] (global or shared memory). `tree` is free on entry; on return
 // every thread has read the scale, and the tree is not touched again.
-template <int kPer>
-__device__ __forceinline__ void rmsnorm_quant_block(const float (&xv)[kPer],
-                                                    const float (&wv)[kPer], float eps, int n,
-                                                    NormTree& tree, float* y,
+__device__ __forceinline__ void rmsnorm_quant_block(const float (&xv)[kNormPerThread],
+                                                    const float (&wv)[kNormPerThread], float eps,
+                                                    int n, NormTree& tree, float* y,
                                                     numerics::ActBlock* q) {
   constexpr unsigned kFull = 0xffffffffu;  // the sum tree's shuffles
   const int k = threadIdx.x, lane = k % 32, warp = k / 32;
   float p = 0.0f;
 #pragma unroll
-  for (int e = 0; e < kPer; ++e)
+  for (int e = 0; e < kNormPerThread; ++e)
     if (k + kNormThreads * e < n) p = p + xv[e] * xv[e];
   if (k >= 128) tree.partial[k - 128] = p;
   __syncthreads();
@@ -65,7 +63,7 @@ __device__ __forceinline__ void rmsnorm_quant_block(const float (&xv)[kPer],
   __syncthreads();
   const float r = tree.scale;
 #pragma unroll
-  for (int e = 0; e < kPer; ++e) {
+  for (int e = 0; e < kNormPerThread; ++e) {
     if (kNormThreads * e + 32 * warp >= n) break;  // uniform across the warp: n % 32 == 0
     const float v = (xv[e] * r) * wv[e];
     if (y) y[k + kNormThreads * e] = v;
