@@ -60,6 +60,8 @@ struct Params {
   bool rows_aligned16;  // every first-format row starts 16-byte aligned (load_q4k_a16)
   int w_bytes;          // staged weight bytes: R of the longest rows at any 16-byte alignment, x16
   const numerics::ActBlock* xq;
+  int n_bufs;              // weight buffers: 2, or 1 when every block takes one group
+  bool pipelined_sums;     // row sums load the next eight partials while adding
   bool stage_before_wait;  // the first group's copy before the PDL wait (else after it)
   bool early_row_loads;    // bias and residual loaded at the group's start (else at its end)
 };
@@ -142,8 +144,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) matvec_decode_kerne
   const int tid = threadIdx.x;
   const int nb = p.n_blocks;
   auto* a_s = reinterpret_cast<numerics::ActBlock*>(smem);
-  uint8_t* w_s = reinterpret_cast<uint8_t*>(smem) + p.act_bytes;  // two buffers of w_bytes
-  float* part = reinterpret_cast<float*>(w_s + 2 * p.w_bytes);
+  uint8_t* w_s = reinterpret_cast<uint8_t*>(smem) + p.act_bytes;  // n_bufs buffers of w_bytes
+  float* part = reinterpret_cast<float*>(w_s + p.n_bufs * p.w_bytes);
   const int64_t n_groups = p.group_end[p.n_segments - 1];
 
   const int i0 = tid / nb, j0 = tid - i0 * nb, step_i = kThreads / nb, step_j = kThreads % nb;
@@ -169,8 +171,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) matvec_decode_kerne
       if (has_bias) bias = p.bias[cur.seg][cur.first + tid];
       if (accumulate) prior = p.out[cur.seg][cur.first + tid];
     }
-    uint8_t* buf = w_s + (k & 1) * p.w_bytes;
-    const bool has_next = g + gridDim.x < n_groups;
+    uint8_t* buf = w_s + (p.n_bufs == 2 ? k & 1 : 0) * p.w_bytes;
+    // One buffer (balance_rows planned one group per block): a further group, should the grid be
+    // smaller than planned, is copied only now, its buffer read before the last barrier.
+    if (p.n_bufs == 1 && k > 0) stage_group(p, cur, buf);
+    const bool has_next = p.n_bufs == 2 && g + gridDim.x < n_groups;
     Group next{};
     if (has_next) {  // its buffer was last read before the previous iteration's second barrier
       next = locate(p, g + gridDim.x);
@@ -221,14 +226,31 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) matvec_decode_kerne
     if (tid < cur.n) {  // thread i: row first + i, the spec's sequential sum from 0.0f in j order
       const float* pi = part + tid * p.part_stride;
       float acc = 0.0f;
-      // Eight loads issued together, then their eight adds in order.
       int j = 0;
-      for (; j + 8 <= nb; j += 8) {
+      if (p.pipelined_sums) {
+        // Eight adds in order while the next eight loads are in flight (down's 280-long chain
+        // is its launch's tail).
         float v[8];
 #pragma unroll
-        for (int e = 0; e < 8; ++e) v[e] = pi[j + e];
+        for (int e = 0; e < 8; ++e) v[e] = e < nb ? pi[e] : 0.0f;
+        for (; j + 8 <= nb; j += 8) {
+          float next[8];
 #pragma unroll
-        for (int e = 0; e < 8; ++e) acc = acc + v[e];
+          for (int e = 0; e < 8; ++e) next[e] = j + 8 + e < nb ? pi[j + 8 + e] : 0.0f;
+#pragma unroll
+          for (int e = 0; e < 8; ++e) acc = acc + v[e];
+#pragma unroll
+          for (int e = 0; e < 8; ++e) v[e] = next[e];
+        }
+      } else {
+        // Eight loads issued together, then their eight adds in order.
+        for (; j + 8 <= nb; j += 8) {
+          float v[8];
+#pragma unroll
+          for (int e = 0; e < 8; ++e) v[e] = pi[j + e];
+#pragma unroll
+          for (int e = 0; e < 8; ++e) acc = acc + v[e];
+        }
       }
       for (; j < nb; ++j) acc = acc + pi[j];
       const int64_t r = cur.first + tid;
@@ -267,7 +289,8 @@ int blocks_per_sm(int smem) {
 
 template <typename B, typename B2 = B>
 void launch(const Params& p, int64_t groups, cudaStream_t stream) {
-  const int smem = p.act_bytes + 2 * p.w_bytes + p.group_rows * p.part_stride * 4;  // <= 48 KB
+  const int smem =
+      p.act_bytes + p.n_bufs * p.w_bytes + p.group_rows * p.part_stride * 4;  // <= 48 KB
   const int per_sm = blocks_per_sm<B, B2>(smem);
   if (per_sm < 1) throw Error("cuda matvec_decode: a thread block does not fit on an SM");
   const int64_t grid = std::min<int64_t>(groups, static_cast<int64_t>(per_sm) * current_sm_count());
@@ -277,9 +300,9 @@ void launch(const Params& p, int64_t groups, cudaStream_t stream) {
 
 // Shared memory of a block: activation blocks, two buffers of R rows of weights (+16 for the
 // alignment shift), R rows of partials.
-int64_t smem_bytes(int64_t n_blocks, int64_t row_bytes, int rows) {
+int64_t smem_bytes(int64_t n_blocks, int64_t row_bytes, int rows, int bufs = 2) {
   return round16(n_blocks * static_cast<int64_t>(sizeof(numerics::ActBlock))) +
-         2 * round16(rows * row_bytes + 16) + rows * (n_blocks | 1) * 4;
+         bufs * round16(rows * row_bytes + 16) + rows * (n_blocks | 1) * 4;
 }
 
 // Rows per thread block: about kBlocksPerThread 32-blocks per thread, fewer where shared memory
@@ -313,6 +336,37 @@ int spread_rows(int rows, const MatvecDecodeArgs& a) {
   };
   const int64_t want = static_cast<int64_t>(spread) * current_sm_count() / 100;
   while (rows > 1 && groups(rows) < want) rows /= 2;
+  return rows;
+}
+
+// Launches whose groups of R rows take more than one wave (gate/up: 1,120 groups of 16 rows for
+// 528 blocks; down: 768 of 2): the blocks that take one group more than the others set the
+// kernel's length (3 groups of 16 = 48 rows where 34 would do). Pick the fewest rounds (groups
+// per block) whose R = ceil(rows / (rounds x wave)) fits the shared memory (one buffer when a
+// block takes one group) and at most doubles R's 32-blocks per thread: gate/up 2 rounds of 17,
+// down 1 of 3. Returns the rows and sets *bufs. RESIDENT_CUDA_LEGACY=balance: R as it was.
+int balance_rows(int rows, int64_t row_bytes, const MatvecDecodeArgs& a, int* bufs) {
+  static const bool legacy = use_legacy("balance");
+  *bufs = 2;
+  int64_t total = 0, groups = 0;
+  for (int s = 0; s < a.n_segments; ++s) {
+    total += a.seg[s].rows;
+    groups += (a.seg[s].rows + rows - 1) / rows;
+  }
+  const int64_t wave = int64_t{kMinBlocksPerSm} * current_sm_count();
+  if (legacy || groups <= wave) return rows;
+  const int64_t nb = a.n / 32;
+  for (int64_t rounds = 1; rounds * wave < groups; ++rounds) {
+    // Rounding per segment adds up to one group per segment: leave room for it.
+    const int64_t slots = rounds * wave - a.n_segments;
+    const int64_t r = (total + slots - 1) / slots;
+    const int b = rounds == 1 ? 1 : 2;
+    if (r > 2 * rows || r > kMaxRows ||
+        smem_bytes(nb, row_bytes, static_cast<int>(r), b) > kMaxDecodeSmem)
+      continue;
+    *bufs = b;
+    return static_cast<int>(r);
+  }
   return rows;
 }
 
@@ -351,7 +405,8 @@ void matvec_decode(const MatvecDecodeArgs& a, cudaStream_t stream) {
   const int64_t rb_max = std::max(rb, rb_alt);
   p.n_blocks = static_cast<int>(a.n / 32);
   p.n_segments = a.n_segments;
-  p.group_rows = spread_rows(rows_per_block(p.n_blocks, rb_max), a);
+  p.group_rows =
+      balance_rows(spread_rows(rows_per_block(p.n_blocks, rb_max), a), rb_max, a, &p.n_bufs);
   int64_t groups = 0;
   for (int s = 0; s < a.n_segments; ++s) {
     const DecodeSegment& g = a.seg[s];
@@ -379,6 +434,8 @@ void matvec_decode(const MatvecDecodeArgs& a, cudaStream_t stream) {
   // delay the previous kernel's own loads?); rowloads: bias and residual read after the sums.
   static const bool late_stage = use_legacy("prewait"), late_rows = use_legacy("rowloads");
   p.stage_before_wait = !late_stage;
+  static const bool plain_sums = use_legacy("sums");  // the row sums without load pipelining
+  p.pipelined_sums = !plain_sums;
   p.early_row_loads = !late_rows;
   // Staged rows sit at their global address mod 16 (stage_group), so they are 16-byte aligned in
   // shared memory when every first-format segment's base and the row length are.
