@@ -61,7 +61,6 @@ struct Params {
   int w_bytes;          // staged weight bytes: R of the longest rows at any 16-byte alignment, x16
   const numerics::ActBlock* xq;
   int n_bufs;              // weight buffers: 2, or 1 when every block takes one group
-  bool pipelined_sums;     // row sums load the next eight partials while adding
   bool stage_before_wait;  // the first group's copy before the PDL wait (else after it)
   bool early_row_loads;    // bias and residual loaded at the group's start (else at its end)
 };
@@ -227,30 +226,14 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) matvec_decode_kerne
       const float* pi = part + tid * p.part_stride;
       float acc = 0.0f;
       int j = 0;
-      if (p.pipelined_sums) {
-        // Eight adds in order while the next eight loads are in flight (down's 280-long chain
-        // is its launch's tail).
+      // Eight loads issued together, then their eight adds in order. (Loading the next eight
+      // while adding measured slower: docs/perf.md, round 7.)
+      for (; j + 8 <= nb; j += 8) {
         float v[8];
 #pragma unroll
-        for (int e = 0; e < 8; ++e) v[e] = e < nb ? pi[e] : 0.0f;
-        for (; j + 8 <= nb; j += 8) {
-          float next[8];
+        for (int e = 0; e < 8; ++e) v[e] = pi[j + e];
 #pragma unroll
-          for (int e = 0; e < 8; ++e) next[e] = j + 8 + e < nb ? pi[j + 8 + e] : 0.0f;
-#pragma unroll
-          for (int e = 0; e < 8; ++e) acc = acc + v[e];
-#pragma unroll
-          for (int e = 0; e < 8; ++e) v[e] = next[e];
-        }
-      } else {
-        // Eight loads issued together, then their eight adds in order.
-        for (; j + 8 <= nb; j += 8) {
-          float v[8];
-#pragma unroll
-          for (int e = 0; e < 8; ++e) v[e] = pi[j + e];
-#pragma unroll
-          for (int e = 0; e < 8; ++e) acc = acc + v[e];
-        }
+        for (int e = 0; e < 8; ++e) acc = acc + v[e];
       }
       for (; j < nb; ++j) acc = acc + pi[j];
       const int64_t r = cur.first + tid;
@@ -339,6 +322,27 @@ int spread_rows(int rows, const MatvecDecodeArgs& a) {
   return rows;
 }
 
+// One-round launches: an SM's blocks share it, so the launch lasts about the largest number of
+// groups on one SM times R. o (1,536 rows, R = 8: 192 groups on 132 SMs) puts 2 x 8 rows on
+// some SMs where 12 rows each would do. Among R .. 2R (shared memory allowing), the R with the
+// fewest rows on the busiest SM, the smallest on ties (o: 12; q/k/v: 8 stays).
+// RESIDENT_CUDA_LEGACY=smbalance: R as it was.
+int sm_balanced_rows(int rows, int64_t row_bytes, const MatvecDecodeArgs& a) {
+  static const bool legacy = use_legacy("smbalance");
+  if (legacy) return rows;
+  const int64_t sms = current_sm_count(), nb = a.n / 32;
+  int best = rows;
+  int64_t best_cost = -1;
+  for (int r = rows; r <= 2 * rows && r <= kMaxRows; ++r) {
+    if (smem_bytes(nb, row_bytes, r) > kMaxDecodeSmem) break;
+    int64_t groups = 0;
+    for (int s = 0; s < a.n_segments; ++s) groups += (a.seg[s].rows + r - 1) / r;
+    const int64_t cost = (groups + sms - 1) / sms * r;
+    if (best_cost < 0 || cost < best_cost) best = r, best_cost = cost;
+  }
+  return best;
+}
+
 // Launches whose groups of R rows take more than one wave (gate/up: 1,120 groups of 16 rows for
 // 528 blocks; down: 768 of 2): the blocks that take one group more than the others set the
 // kernel's length (3 groups of 16 = 48 rows where 34 would do). Pick the fewest rounds (groups
@@ -354,7 +358,8 @@ int balance_rows(int rows, int64_t row_bytes, const MatvecDecodeArgs& a, int* bu
     groups += (a.seg[s].rows + rows - 1) / rows;
   }
   const int64_t wave = int64_t{kMinBlocksPerSm} * current_sm_count();
-  if (legacy || groups <= wave) return rows;
+  if (legacy) return rows;
+  if (groups <= wave) return sm_balanced_rows(rows, row_bytes, a);
   const int64_t nb = a.n / 32;
   for (int64_t rounds = 1; rounds * wave < groups; ++rounds) {
     // Rounding per segment adds up to one group per segment: leave room for it.
@@ -434,8 +439,6 @@ void matvec_decode(const MatvecDecodeArgs& a, cudaStream_t stream) {
   // delay the previous kernel's own loads?); rowloads: bias and residual read after the sums.
   static const bool late_stage = use_legacy("prewait"), late_rows = use_legacy("rowloads");
   p.stage_before_wait = !late_stage;
-  static const bool plain_sums = use_legacy("sums");  // the row sums without load pipelining
-  p.pipelined_sums = !plain_sums;
   p.early_row_loads = !late_rows;
   // Staged rows sit at their global address mod 16 (stage_group), so they are 16-byte aligned in
   // shared memory when every first-format segment's base and the row length are.
