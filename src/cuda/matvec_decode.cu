@@ -322,27 +322,6 @@ int spread_rows(int rows, const MatvecDecodeArgs& a) {
   return rows;
 }
 
-// One-round launches: an SM's blocks share it, so the launch lasts about the largest number of
-// groups on one SM times R. o (1,536 rows, R = 8: 192 groups on 132 SMs) puts 2 x 8 rows on
-// some SMs where 12 rows each would do. Among R .. 2R (shared memory allowing), the R with the
-// fewest rows on the busiest SM, the smallest on ties (o: 12; q/k/v: 8 stays).
-// RESIDENT_CUDA_LEGACY=smbalance: R as it was.
-int sm_balanced_rows(int rows, int64_t row_bytes, const MatvecDecodeArgs& a) {
-  static const bool legacy = use_legacy("smbalance");
-  if (legacy) return rows;
-  const int64_t sms = current_sm_count(), nb = a.n / 32;
-  int best = rows;
-  int64_t best_cost = -1;
-  for (int r = rows; r <= 2 * rows && r <= kMaxRows; ++r) {
-    if (smem_bytes(nb, row_bytes, r) > kMaxDecodeSmem) break;
-    int64_t groups = 0;
-    for (int s = 0; s < a.n_segments; ++s) groups += (a.seg[s].rows + r - 1) / r;
-    const int64_t cost = (groups + sms - 1) / sms * r;
-    if (best_cost < 0 || cost < best_cost) best = r, best_cost = cost;
-  }
-  return best;
-}
-
 // Launches whose groups of R rows take more than one wave (gate/up: 1,120 groups of 16 rows for
 // 528 blocks; down: 768 of 2): the blocks that take one group more than the others set the
 // kernel's length (3 groups of 16 = 48 rows where 34 would do). Pick the fewest rounds (groups
@@ -358,8 +337,7 @@ int balance_rows(int rows, int64_t row_bytes, const MatvecDecodeArgs& a, int* bu
     groups += (a.seg[s].rows + rows - 1) / rows;
   }
   const int64_t wave = int64_t{kMinBlocksPerSm} * current_sm_count();
-  if (legacy) return rows;
-  if (groups <= wave) return sm_balanced_rows(rows, row_bytes, a);
+  if (legacy || groups <= wave) return rows;
   const int64_t nb = a.n / 32;
   for (int64_t rounds = 1; rounds * wave < groups; ++rounds) {
     // Rounding per segment adds up to one group per segment: leave room for it.
