@@ -41,7 +41,7 @@ constexpr int kMaxRows = 64;
 // kernels (3403bbd) was slower: tg128 846-856 vs 870-874, @ d4096 598-600 vs 645-646
 // (docs/perf.md, round 6; Q6_K squeezed from 62 to 48 registers).
 constexpr int kMinBlocksPerSm = 4;
-constexpr int kSpreadPct = 100;  // spread_rows: groups per SM (in %) wanted where rows allow
+constexpr int kSpreadPct = 200;  // spread_rows: groups per SM (in %) wanted where rows allow
 
 struct Params {
   const uint8_t* w[kMaxDecodeSegments];
