@@ -305,7 +305,9 @@ int rows_per_block(int64_t n_blocks, int64_t row_bytes) {
 // Small matrices (o: 1536 rows, q/k/v: 2048) make fewer groups of R rows than the GPU has SMs
 // (96, 128 for 132 SMs): one latency-bound group per block, some SMs idle. Halve R while the
 // launch has fewer than kSpreadPct / 100 x SMs groups, trading the per-thread work of a group
-// (R x n/32 items over 256 threads) for more groups in flight. RESIDENT_DECODE_SPREAD=pct sets
+// (R x n/32 items over 256 threads) for more groups in flight. 200% (o and q/k/v: R = 4) since
+// round 7: 947.6 vs 927.9 tok/s at 100% (R = 8), @ d4096 761.7 vs 747.4 (docs/perf.md; at
+// round 6, before the balanced rows, 100% had won at depth 0). RESIDENT_DECODE_SPREAD=pct sets
 // it (0: off).
 int spread_rows(int rows, const MatvecDecodeArgs& a) {
   static const int spread = [] {
