@@ -86,12 +86,7 @@ void dequant_q6_k(const BlockQ6_K* b, float* y, int64_t nb) {
 }  // namespace
 
 void dequantize_row(Type type, const void* src, float* dst, int64_t n) {
-  const TypeInfo& info = type_info(type);
-  if (n < 0 || n % info.block_elems != 0) {
-    throw Error("dequantize_row: " + std::to_string(n) + " elements is not a whole number of " +
-                std::string(info.name) + " blocks");
-  }
-  const int64_t nb = n / info.block_elems;
+  const int64_t nb = whole_blocks(type, n, "dequantize_row");
   switch (type) {
     case Type::F32:
       std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));

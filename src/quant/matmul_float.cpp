@@ -9,6 +9,7 @@
 
 #include <algorithm>
 
+#include "quant/avx2_transpose.h"
 #include "quant/matmul_kernels.h"
 
 namespace resident::quant::detail {
@@ -18,33 +19,6 @@ namespace {
 constexpr int kRows = 8;
 constexpr int kBlocksInFlight = 4;
 constexpr int kTokenTile = 16;
-
-inline void transpose8(__m256* v) {
-  const __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]);
-  const __m256 t1 = _mm256_unpackhi_ps(v[0], v[1]);
-  const __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]);
-  const __m256 t3 = _mm256_unpackhi_ps(v[2], v[3]);
-  const __m256 t4 = _mm256_unpacklo_ps(v[4], v[5]);
-  const __m256 t5 = _mm256_unpackhi_ps(v[4], v[5]);
-  const __m256 t6 = _mm256_unpacklo_ps(v[6], v[7]);
-  const __m256 t7 = _mm256_unpackhi_ps(v[6], v[7]);
-  const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
-  v[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
-  v[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-  v[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
-  v[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-  v[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
-  v[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-  v[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
-  v[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
-}
 
 // 8 consecutive weights starting at element i of a row, as floats (exact conversions).
 struct LoadF32 {
@@ -89,7 +63,7 @@ void run(const uint8_t* w, size_t row_bytes, int64_t n, const float* xf, int n_t
           for (int c = 0; c < 4; ++c) {
             __m256* v = &wt[b][8 * c];
             for (int r = 0; r < kRows; ++r) v[r] = L::load(rows[r], 32 * (j0 + b) + 8 * c);
-            transpose8(v);
+            transpose8(v, v);
           }
         }
         for (int t = 0; t < nt; ++t) {

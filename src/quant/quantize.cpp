@@ -242,12 +242,7 @@ void quantize_q6_k(const float* x, BlockQ6_K* b, int64_t nb) {
 }  // namespace
 
 void quantize_row(Type type, const float* src, void* dst, int64_t n) {
-  const TypeInfo& info = type_info(type);
-  if (n < 0 || n % info.block_elems != 0) {
-    throw Error("quantize_row: " + std::to_string(n) + " elements is not a whole number of " +
-                std::string(info.name) + " blocks");
-  }
-  const int64_t nb = n / info.block_elems;
+  const int64_t nb = whole_blocks(type, n, "quantize_row");
   switch (type) {
     case Type::F32:
       std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));

@@ -2,6 +2,7 @@
 #include "quant/types.h"
 
 #include <array>
+#include <string>
 
 #include "util/error.h"
 
@@ -89,6 +90,14 @@ const TypeInfo& type_info(Type type) {
 std::string_view ggml_type_name(uint32_t ggml_type_id) {
   if (ggml_type_id < kGgmlNames.size()) return kGgmlNames[ggml_type_id];
   return "unknown";
+}
+
+int64_t whole_blocks(Type type, int64_t n, const char* caller) {
+  const TypeInfo& info = type_info(type);
+  if (n < 0 || n % info.block_elems != 0)
+    throw Error(std::string(caller) + ": " + std::to_string(n) +
+                " elements is not a whole number of " + std::string(info.name) + " blocks");
+  return n / info.block_elems;
 }
 
 }  // namespace resident::quant

@@ -36,6 +36,10 @@ const TypeInfo& type_info(Type type);
 // Name of any ggml type id, known to us or not (for error messages and `inspect`).
 std::string_view ggml_type_name(uint32_t ggml_type_id);
 
+// Blocks of `type` in n elements; throws resident::Error naming `caller` unless n >= 0 is a whole
+// number of blocks.
+int64_t whole_blocks(Type type, int64_t n, const char* caller);
+
 // Bytes of a row of n elements; n must be a multiple of the block size (checked by callers).
 inline size_t row_bytes(const TypeInfo& info, int64_t n) {
   return static_cast<size_t>(n / info.block_elems) * static_cast<size_t>(info.block_bytes);
