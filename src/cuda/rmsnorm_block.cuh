@@ -1,7 +1,7 @@
 // RMSNorm plus activation quantization of one row of n <= 4096 floats by one 256-thread block,
 // from registers (docs/numerics.md: RMSNorm, sum256, activation quantization), as used by
 // rmsnorm_quant_regs_kernel (rmsnorm.cu). (A copy of it in matvec_decode's prologue, so that
-// each block norms the one decode token itself, measured slower: docs/perf.md, round 4.)
+// each block norms the one decode token itself, measured slower: docs/perf.md, rounds 4 and 7.)
 //  * thread k holds elements k + 256 e (e < 16) of x and w in registers;
 //  * sum256: thread k sums x_{k+256e}^2 in e order from 0.0f (partial k), then the tree keeps its
 //    pairs: levels 128, 64, 32 in shared memory, then 16 .. 1 as shuffles inside warp 0 (lane k
