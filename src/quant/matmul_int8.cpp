@@ -326,12 +326,23 @@ struct FormatQ8_0 : FormatLegacyBase<BlockQ8_0> {
 // The same step of the row one group (8 rows) further down: rows are short (864 B for n = 1536)
 // and read 8 at a time, interleaved, which the hardware prefetchers do not follow. Prefetching
 // past the matrix end is harmless (prefetches do not fault).
-template <class F>
+template <class F, bool kToL2 = false>
 inline void prefetch_step(const uint8_t* p) {
-  for (size_t off = 0; off < F::kStepBytes; off += 64)
-    _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
-  _mm_prefetch(reinterpret_cast<const char*>(p + F::kStepBytes - 1), _MM_HINT_T0);
+  const auto line = [](const uint8_t* a) {
+    if constexpr (kToL2)
+      _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T1);
+    else
+      _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
+  };
+  for (size_t off = 0; off < F::kStepBytes; off += 64) line(p + off);
+  line(p + F::kStepBytes - 1);
 }
+
+// Decode (run_few_tokens) also prefetches into L2 this many groups ahead: with only the L1
+// prefetch one group ahead, 2-thread decode read 10-11 GB/s of a 17-19 GB/s stream; the L2
+// prefetch two groups ahead won 7 of 9 alternating pairs, ~+7% (docs/perf.md, CPU round 7;
+// three or four groups, or the L1 prefetch two groups ahead, were slower).
+constexpr int kL2PrefetchGroups = 2;
 
 // Token `tok`'s activations for step s (8 blocks of 32).
 inline StepAct step_act(const ActPack& act, int64_t tok, int64_t s) {
@@ -360,6 +371,7 @@ void run_few_tokens(Type type, const uint8_t* w, size_t row_bytes, const ActPack
       for (int r = 0; r < kRows; ++r) {
         const uint8_t* p = rows[r] + s * F::kStepBytes;
         prefetch_step<F>(p + kRows * row_bytes);
+        prefetch_step<F, /*kToL2=*/true>(p + kL2PrefetchGroups * kRows * row_bytes);
         typename F::Row row;
         F::decode(p, row);
         for (int t = 0; t < kNT; ++t) part[t][r] = F::partials(row, step_act(act, t, s));
