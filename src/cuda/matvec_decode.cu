@@ -302,6 +302,13 @@ int rows_per_block(int64_t n_blocks, int64_t row_bytes) {
   return rows;
 }
 
+// Groups of `rows` rows that the launch's segments make (a group never spans two segments).
+int64_t count_groups(const MatvecDecodeArgs& a, int64_t rows) {
+  int64_t g = 0;
+  for (int s = 0; s < a.n_segments; ++s) g += (a.seg[s].rows + rows - 1) / rows;
+  return g;
+}
+
 // Small matrices (o: 1536 rows, q/k/v: 2048) make fewer groups of R rows than the GPU has SMs
 // (96, 128 for 132 SMs): one latency-bound group per block, some SMs idle. Halve R while the
 // launch has fewer than kSpreadPct / 100 x SMs groups, trading the per-thread work of a group
@@ -314,13 +321,8 @@ int spread_rows(int rows, const MatvecDecodeArgs& a) {
     const char* v = std::getenv("RESIDENT_DECODE_SPREAD");
     return v && *v ? std::clamp(std::atoi(v), 0, 6400) : kSpreadPct;
   }();
-  const auto groups = [&](int r) {
-    int64_t g = 0;
-    for (int s = 0; s < a.n_segments; ++s) g += (a.seg[s].rows + r - 1) / r;
-    return g;
-  };
   const int64_t want = static_cast<int64_t>(spread) * current_sm_count() / 100;
-  while (rows > 1 && groups(rows) < want) rows /= 2;
+  while (rows > 1 && count_groups(a, rows) < want) rows /= 2;
   return rows;
 }
 
@@ -333,11 +335,9 @@ int spread_rows(int rows, const MatvecDecodeArgs& a) {
 int balance_rows(int rows, int64_t row_bytes, const MatvecDecodeArgs& a, int* bufs) {
   static const bool legacy = use_legacy("balance");
   *bufs = 2;
-  int64_t total = 0, groups = 0;
-  for (int s = 0; s < a.n_segments; ++s) {
-    total += a.seg[s].rows;
-    groups += (a.seg[s].rows + rows - 1) / rows;
-  }
+  const int64_t groups = count_groups(a, rows);
+  int64_t total = 0;
+  for (int s = 0; s < a.n_segments; ++s) total += a.seg[s].rows;
   const int64_t wave = int64_t{kMinBlocksPerSm} * current_sm_count();
   if (legacy || groups <= wave) return rows;
   const int64_t nb = a.n / 32;

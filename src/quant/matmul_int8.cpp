@@ -340,7 +340,7 @@ inline void prefetch_step(const uint8_t* p) {
 
 // Decode (run_few_tokens) also prefetches into L2 this many groups ahead: with only the L1
 // prefetch one group ahead, 2-thread decode read 10-11 GB/s of a 17-19 GB/s stream; the L2
-// prefetch two groups ahead won 7 of 9 alternating pairs, ~+7% (docs/perf.md, CPU round 7;
+// prefetch two groups ahead won 7 of 9 alternating pairs, ~+6% (docs/perf.md, CPU round 7;
 // three or four groups, or the L1 prefetch two groups ahead, were slower).
 constexpr int kL2PrefetchGroups = 2;
 
