@@ -22,7 +22,7 @@
 //   * else: H*L max items and H*L full items. A full item waits until the L max
 //     items of its head are counted, then reads their maxima in chunk order (the combine of
 //     pass 2, same bits). It writes its chunk's den/val partials and counts itself in done2[h];
-//     the last one (found by an acq_rel counter) adds the chunks in order from 0.0f, divides and
+//     the last one (threadFenceReduction pattern) adds the chunks in order from 0.0f, divides and
 //     quantizes: attention.cu's pass 3.
 // Why the wait cannot deadlock, without co-residency of the grid: items are handed out by a
 // ticket counter (atomicAdd), max items first. A block that holds a ticket is running; a full
@@ -68,8 +68,7 @@ struct Params {
   int n_heads, group, kv_stride, n_ctx, n_chunks;
   bool neox;
   float kq_scale;
-  int slots;       // thread blocks of this kernel resident at once (0: always the two item kinds)
-  bool sc_fences;  // publish through __threadfence() + atomicAdd (legacy "attnfence")
+  int slots;  // thread blocks of this kernel resident at once (0: always the two item kinds)
 };
 
 template <int E>  // head_dim = 32 * E
@@ -113,25 +112,6 @@ __device__ __forceinline__ float tree32(float (&v)[32]) {
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
-}
-
-// Counter updates that publish data to other blocks. Release (not __threadfence's fence.sc
-// before a relaxed atomic) orders this thread's earlier writes and, being cumulative, those of
-// its block that a barrier ordered before it. acq_rel also acquires the other blocks' releases
-// for the thread, and a barrier after it passes them on to its block.
-__device__ __forceinline__ void add_release(unsigned* p) {
-  asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(p) : "memory");
-}
-__device__ __forceinline__ unsigned add_acq_rel(unsigned* p) {
-  unsigned old;
-  asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;" : "=r"(old) : "l"(p) : "memory");
-  return old;
-}
-// Publishing the way the first version did (RESIDENT_CUDA_LEGACY=attnfence, for A/B runs):
-// __threadfence() (fence.sc) by the writers, then a relaxed atomicAdd.
-__device__ __forceinline__ unsigned add_fenced(unsigned* p) {
-  __threadfence();
-  return atomicAdd(p, 1u);
 }
 
 __device__ __forceinline__ unsigned load_acquire(const unsigned* p) {
@@ -287,7 +267,8 @@ __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(Params a)
     for (int w = 1; w < kThreads / 32; ++w) cm = sm.warp_max[w] > cm ? sm.warp_max[w] : cm;
     if (max_only) {
       a.chunk_max[hc + c] = cm;
-      a.sc_fences ? void(add_fenced(done1)) : add_release(done1);
+      __threadfence();
+      atomicAdd(done1, 1u);
     } else {
       // m = max over the live chunks' maxima in chunk order (attention.cu chunk_sums_kernel).
       float m = -INFINITY;
@@ -296,7 +277,8 @@ __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(Params a)
       } else {
         if (one_kind) {  // publish this chunk's maximum, as a max item would
           a.chunk_max[hc + c] = cm;
-          a.sc_fences ? void(add_fenced(done1)) : add_release(done1);
+          __threadfence();
+          atomicAdd(done1, 1u);
         }
         while (load_acquire(done1) < static_cast<unsigned>(live)) __nanosleep(64);
         for (int i = 0; i < live; ++i) {
@@ -368,20 +350,19 @@ __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(Params a)
   if (live > 1) {  // publish this chunk; the last full item of the head combines
     if (tid < kHd) a.chunk_val[(hc + c) * kHd + tid] = val_chunk;
     if (tid == 0) a.chunk_den[hc + c] = sm.den;
-    if (a.sc_fences) __threadfence();
-    __syncthreads();  // every thread's writes above, before thread 0's release
+    __threadfence();
+    __syncthreads();
     if (tid == 0) {
-      const unsigned before = a.sc_fences ? atomicAdd(done2, 1u) : add_acq_rel(done2);
-      const bool last = before == static_cast<unsigned>(live - 1);
+      const bool last = atomicAdd(done2, 1u) == static_cast<unsigned>(live - 1);
       if (last) {  // every block of head h has counted both counters: reset for the next launch
         atomicExch(done1, 0u);
         atomicExch(done2, 0u);
       }
       sm.last = last;
     }
-    __syncthreads();  // thread 0's acquire, passed on to the block
+    __syncthreads();
     if (!sm.last) return;
-    if (a.sc_fences) __threadfence();
+    __threadfence();
   }
   // Pass 3 (combine_kernel): chunks added in chunk order from 0.0f, one division.
   if (tid < kHd) {
@@ -429,8 +410,6 @@ int resident_blocks() {
 template <int E>
 void launch(Params p, int grid, cudaStream_t stream) {
   p.slots = resident_blocks<E>();
-  static const bool sc_fences = use_legacy("attnfence");
-  p.sc_fences = sc_fences;
   launch_pdl(attention_decode_kernel<E>, dim3(grid), dim3(kThreads), sizeof(Smem<E>), stream, p);
 }
 
@@ -469,8 +448,7 @@ void attention_decode(const AttentionDecodeArgs& a, const AttentionScratch& s, u
                  s.chunk_val,  counters,    a.out,
                  a.out_q,      a.n_heads,   a.n_heads / a.n_kv_heads,
                  a.kv_stride,  a.n_ctx,     attention_chunks(s.n_ctx),
-                 a.neox,       a.kq_scale,  0,
-                 false};
+                 a.neox,       a.kq_scale,  0};
   // Both kinds of item for every chunk a position below max_positions can reach.
   const int grid = 2 * attention_chunks(a.max_positions) * a.n_heads;
   if (a.head_dim == 64)

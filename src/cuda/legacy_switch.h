@@ -1,16 +1,15 @@
 // A/B switch between the fast decode kernels and the first (simple) versions they replaced, for
 // measuring each change on the GPU in one run: RESIDENT_CUDA_LEGACY=attn,attn1,attn_tile,
-// attn_gemm,attn2kind,attnfence,matvec,fuse,decode,q4k16,mixed,prewait,rowloads,normw,balance,mma,mma64,
+// attn_gemm,attn2kind,matvec,fuse,decode,q4k16,mixed,prewait,rowloads,normw,balance,mma,mma64,
 // mma_multi,fork (any subset) selects the old kernel for those parts (docs/cuda.md; q4k16:
 // matvec_decode's Q4_K quants by 4-byte loads; mixed: decode q/k (Q4_K) and v (Q6_K) in two
 // launches, not one; prewait: matvec_decode's first weight copy after the PDL wait, not before;
 // rowloads: its bias and residual read after the row sums; balance: its group rows as before
 // balance_rows; normw: the decode RMSNorm's weights read after the PDL wait; attn2kind:
-// attention_decode's max and full items at every depth; attnfence: attention_decode publishes
-// through __threadfence() + atomicAdd, not release/acquire counters; attn_gemm: the prefill
-// attention passes of attention.cu instead of attention_prefill.cu; mma64: 64-row matmul_mma tiles
-// everywhere; mma_multi: one prefill launch per matrix, not one for gate+up and for q+k(+v); fork:
-// prefill k/v matmuls on the main stream, not beside q). Both versions compute the same bits
+// attention_decode's max and full items at every depth; attn_gemm: the prefill attention passes
+// of attention.cu instead of attention_prefill.cu; mma64: 64-row matmul_mma tiles everywhere;
+// mma_multi: one prefill launch per matrix, not one for gate+up and for q+k(+v); fork: prefill
+// k/v matmuls on the main stream, not beside q). Both versions compute the same bits
 // (docs/numerics.md); the switch only changes speed. Read once per process; graphs capture
 // whichever was chosen.
 #pragma once
