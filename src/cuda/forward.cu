@@ -1,6 +1,4 @@
 #include <cmath>
-#include <cstdlib>
-#include <string>
 
 #include "cuda/argmax.cuh"
 #include "cuda/attention_decode.cuh"
@@ -52,11 +50,10 @@ struct Projection {
   const DeviceTensor* w;
   float* out;
   const float* bias;
-  bool accumulate = false;  // out += W x (the residual add)
 };
 template <size_t N>
 void matmul_shared_input(const Projection (&ps)[N], const float* x, const numerics::ActBlock* xq,
-                         int n_tokens, const L2Prefetch& prefetch, cudaStream_t s) {
+                         int n_tokens, cudaStream_t s) {
   static const bool legacy = use_legacy("decode");
   static const bool no_mixed = use_legacy("mixed");
   const DeviceTensor& w0 = *ps[0].w;
@@ -65,7 +62,7 @@ void matmul_shared_input(const Projection (&ps)[N], const float* x, const numeri
     shared = shared && p.w->row_length == w0.row_length &&
              matvec_decode_supported(p.w->type, p.w->row_length);
   if (!shared) {
-    for (const Projection& p : ps) matmul(*p.w, x, xq, n_tokens, p.out, s, p.bias, p.accumulate);
+    for (const Projection& p : ps) matmul(*p.w, x, xq, n_tokens, p.out, s, p.bias);
     return;
   }
   // The second type met, if any, and whether one launch takes both.
@@ -86,10 +83,8 @@ void matmul_shared_input(const Projection (&ps)[N], const float* x, const numeri
     a.alt_type = other;
     a.n = w0.row_length;
     a.xq = xq;
-    a.prefetch = prefetch;
     for (const Projection& p : ps)
-      a.seg[a.n_segments++] = {p.w->data, p.w->rows,    p.out,
-                               p.bias,    p.accumulate, p.w->type != w0.type};
+      a.seg[a.n_segments++] = {p.w->data, p.w->rows, p.out, p.bias, false, p.w->type != w0.type};
     return matvec_decode(a, s);
   }
   for (size_t i = 0; i < N;) {
@@ -97,10 +92,8 @@ void matmul_shared_input(const Projection (&ps)[N], const float* x, const numeri
     a.type = ps[i].w->type;
     a.n = w0.row_length;
     a.xq = xq;
-    if (i == 0) a.prefetch = prefetch;
     for (; i < N && ps[i].w->type == a.type && a.n_segments < kMaxDecodeSegments; ++i)
-      a.seg[a.n_segments++] = {ps[i].w->data, ps[i].w->rows, ps[i].out, ps[i].bias,
-                               ps[i].accumulate};
+      a.seg[a.n_segments++] = {ps[i].w->data, ps[i].w->rows, ps[i].out, ps[i].bias, false};
     matvec_decode(a, s);
   }
 }
@@ -118,7 +111,7 @@ void matmul_prefill(const Projection (&ps)[N], const float* x, const numerics::A
   static const bool one_stream = use_legacy("fork");
   MatvecArgs args[N];
   for (size_t i = 0; i < N; ++i)
-    args[i] = matmul_args(*ps[i].w, x, xq, n_tokens, ps[i].out, ps[i].bias, ps[i].accumulate);
+    args[i] = matmul_args(*ps[i].w, x, xq, n_tokens, ps[i].out, ps[i].bias);
   // Runs [run[k], run[k + 1]) of matrices launched together.
   size_t run[N + 1], n_runs = 0;
   run[0] = 0;
@@ -140,46 +133,6 @@ void matmul_prefill(const Projection (&ps)[N], const float* x, const numerics::A
   CUDA_CHECK(cudaEventRecord(ws.join, ws.side));
   launch_run(0, s);
   CUDA_CHECK(cudaStreamWaitEvent(s, ws.join, 0));
-}
-
-// A decode step's weight launches, in order: per layer q/k/v, o, gate/up, down.
-enum WeightLaunch { kQkv, kO, kGateUp, kDown, kLaunchesPerLayer };
-
-int64_t tensor_bytes(const DeviceTensor& t) {
-  return t.rows * static_cast<int64_t>(quant::row_bytes(quant::type_info(t.type), t.row_length));
-}
-
-// What the decode launch `launch` of layer il asks into L2 (l2_prefetch.cuh): the weights of
-// the launches `distance` places after it, for each distance in RESIDENT_DECODE_L2 (digits 1-4;
-// default 1; "0": none). The last layer's launches ask for nothing past the layers.
-L2Prefetch decode_prefetch(const DeviceModel& m, int il, WeightLaunch launch) {
-  static const std::string distances = [] {
-    const char* v = std::getenv("RESIDENT_DECODE_L2");
-    return std::string(v && *v ? v : "1");
-  }();
-  L2Prefetch p;
-  for (const char d : distances) {
-    if (d < '1' || d > '4') continue;
-    const int target = il * kLaunchesPerLayer + launch + (d - '0');
-    const int tl = target / kLaunchesPerLayer;
-    if (tl >= m.cfg.n_layers) continue;
-    const DeviceLayer& L = m.layers[tl];
-    const auto add = [&](const DeviceTensor& t) { p.add(t.data, tensor_bytes(t)); };
-    switch (target % kLaunchesPerLayer) {
-      case kQkv:
-        add(L.wq), add(L.wk), add(L.wv);
-        break;
-      case kO:
-        add(L.wo);
-        break;
-      case kGateUp:
-        add(L.w_gate), add(L.w_up);
-        break;
-      default:
-        add(L.w_down);
-    }
-  }
-  return p;
 }
 
 // Normed activations h and their quantized blocks xq, in one kernel where it fits.
@@ -231,7 +184,7 @@ void forward_layers(const DeviceModel& m, const KvCache& kv, const Workspace& ws
       if (n > 1)
         matmul_prefill(qkv, ws.h, ws.xq, n, ws, s);
       else
-        matmul_shared_input(qkv, ws.h, ws.xq, n, decode_prefetch(m, il, kQkv), s);
+        matmul_shared_input(qkv, ws.h, ws.xq, n, s);
     });
 
     // Rope, K/V cache write and attention: one launch for a decode token (attention_decode.cu),
@@ -269,13 +222,7 @@ void forward_layers(const DeviceModel& m, const KvCache& kv, const Workspace& ws
     }
 
     if (!fuse) quantize_activations(ws.attn, ws.xq, qd, n, s);
-    const Projection o[] = {{&L.wo, ws.x, nullptr, /*accumulate=*/true}};
-    probed("o", [&] {
-      if (n > 1)
-        matmul(L.wo, ws.attn, ws.xq, n, ws.x, s, nullptr, /*accumulate=*/true);
-      else
-        matmul_shared_input(o, ws.attn, ws.xq, n, decode_prefetch(m, il, kO), s);
-    });
+    probed("o", [&] { matmul(L.wo, ws.attn, ws.xq, n, ws.x, s, nullptr, /*accumulate=*/true); });
 
     // Feed-forward block: h = norm(x); x += W_down (silu(W_gate h) * (W_up h)).
     probed("norm", [&] {  // xq shared by gate and up
@@ -286,7 +233,7 @@ void forward_layers(const DeviceModel& m, const KvCache& kv, const Workspace& ws
       if (n > 1)
         matmul_prefill(gate_up, ws.h, ws.xq, n, ws, s);
       else
-        matmul_shared_input(gate_up, ws.h, ws.xq, n, decode_prefetch(m, il, kGateUp), s);
+        matmul_shared_input(gate_up, ws.h, ws.xq, n, s);
     });
     if (fuse) {
       probed("swiglu", [&] {
@@ -296,13 +243,8 @@ void forward_layers(const DeviceModel& m, const KvCache& kv, const Workspace& ws
       swiglu(ws.gate, ws.up, ws.gate, static_cast<int64_t>(n) * ff, s);
       quantize_activations(ws.gate, ws.xq, ff, n, s);
     }
-    const Projection down[] = {{&L.w_down, ws.x, nullptr, /*accumulate=*/true}};
-    probed("down", [&] {
-      if (n > 1)
-        matmul(L.w_down, ws.gate, ws.xq, n, ws.x, s, nullptr, /*accumulate=*/true);
-      else
-        matmul_shared_input(down, ws.gate, ws.xq, n, decode_prefetch(m, il, kDown), s);
-    });
+    probed("down",
+           [&] { matmul(L.w_down, ws.gate, ws.xq, n, ws.x, s, nullptr, /*accumulate=*/true); });
     if (probe_repeats("empty") > 1)
       for (int i = 0; i < 4; ++i) launch_pdl(empty_kernel, dim3(1), dim3(32), 0, s);
   }

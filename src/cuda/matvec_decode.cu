@@ -63,7 +63,6 @@ struct Params {
   int n_bufs;              // weight buffers: 2, or 1 when every block takes one group
   bool stage_before_wait;  // the first group's copy before the PDL wait (else after it)
   bool early_row_loads;    // bias and residual loaded at the group's start (else at its end)
-  L2Prefetch prefetch;     // a later launch's weights, each block its share
 };
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
@@ -149,7 +148,6 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) matvec_decode_kerne
   const int64_t n_groups = p.group_end[p.n_segments - 1];
 
   const int i0 = tid / nb, j0 = tid - i0 * nb, step_i = kThreads / nb, step_j = kThreads % nb;
-  if (tid == 0) l2_prefetch_share(p.prefetch, blockIdx.x, gridDim.x);
   int64_t g = blockIdx.x;
   Group cur = locate(p, g);
   if (p.stage_before_wait) stage_group(p, cur, w_s);
@@ -417,7 +415,6 @@ void matvec_decode(const MatvecDecodeArgs& a, cudaStream_t stream) {
   p.act_bytes = round16(static_cast<int64_t>(p.n_blocks) * sizeof(numerics::ActBlock));
   p.w_bytes = round16(p.group_rows * rb_max + 16);
   p.xq = a.xq;
-  p.prefetch = a.prefetch;
   // RESIDENT_CUDA_LEGACY=prewait: the first group's copy after the PDL wait (8% slower, round 7);
   // rowloads: bias and residual read after the sums (2% slower).
   static const bool late_stage = use_legacy("prewait"), late_rows = use_legacy("rowloads");

@@ -8,7 +8,6 @@
 
 #include <cstdint>
 
-#include "cuda/l2_prefetch.cuh"
 #include "numerics/canonical.h"
 #include "quant/types.h"
 
@@ -33,9 +32,6 @@ struct MatvecDecodeArgs {
   const numerics::ActBlock* xq = nullptr;    // (n / 32) blocks of the one token
   DecodeSegment seg[kMaxDecodeSegments];
   int n_segments = 0;
-  // Weights of a later launch, asked into L2 by the thread blocks before their PDL wait
-  // (l2_prefetch.cuh); empty: none.
-  L2Prefetch prefetch;
 };
 
 inline constexpr int kMaxDecodeSmem = 48 * 1024;  // per thread block: no opt-in needed
