@@ -34,9 +34,7 @@
 // leaves them zero, as a graph replay needs.
 #include <cuda_fp16.h>
 
-#include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 
 #include "cuda/attention_decode.cuh"
@@ -71,24 +69,18 @@ struct Params {
   bool neox;
   float kq_scale;
   int slots;  // thread blocks of this kernel resident at once (0: always the two item kinds)
-  // Heads per item: from shared_from_live live chunks on, an item takes `heads` consecutive
-  // query heads of one kv group (a divisor of group, <= kMaxItemHeads), so their K/V chunk is
-  // read from L2 once instead of once per head; below, one head per item.
-  int heads, shared_from_live;
 };
-
-constexpr int kMaxItemHeads = 8;
 
 template <int E>  // head_dim = 32 * E
 struct Smem {
   uint4 v[kAttnChunk * 4 * E];         // the chunk's V rows (fp16 bits), row r = position 256c + r
-  float part[32][32 * E + 1];          // lane partials (l, dim) of the values, one head at a time
-  float q[kMaxItemHeads][32 * E];      // rotated q of the item's heads
-  float s[kMaxItemHeads][kAttnChunk];  // scores, then e_t
-  float o[kMaxItemHeads][32 * E];      // the heads' outputs, for the quantization
+  float part[32][32 * E + 1];          // lane partials (l, dim) of the values
+  float q[32 * E];                     // rotated q of the head
+  float s[kAttnChunk];                 // scores, then e_t
+  float o[32 * E];                     // the head's output, for the quantization
   alignas(16) uint16_t k_now[32 * E];  // fp16 bits of the rotated k at position p
-  float warp_max[kMaxItemHeads][kThreads / 32];
-  float m[kMaxItemHeads], den[kMaxItemHeads];
+  float warp_max[kThreads / 32];
+  float m, den;
   int ticket, last;
 };
 
@@ -154,20 +146,17 @@ __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(Params a)
   // Unreachable after the host checks; never wait for an item no block would take.
   if (p < 0 || p >= a.n_ctx || live > grid_chunks) return;
 
-  // An item: a set of nh consecutive query heads of one kv group (h0 .. h0 + nh - 1) and a chunk.
-  const int nh = live >= a.shared_from_live ? a.heads : 1;
-  const int n_sets = a.n_heads / nh;
-  int set, c;
+  int h, c;
   bool max_only = false;
-  // One item kind: every (set, c) publishes its own chunk maxima and waits for the others.
-  // Only when all sets x L items are resident at once (slots, from the occupancy of this
-  // kernel): the items before a waiting one need not have started otherwise.
-  const bool one_kind = live > 1 && n_sets * live <= a.slots;
+  // One item kind: every (h, c) publishes its own chunk maximum and waits for its head's others.
+  // Only when all H*L items are resident at once (slots, from the occupancy of this kernel):
+  // the items before a waiting one need not have started otherwise.
+  const bool one_kind = live > 1 && a.n_heads * live <= a.slots;
   if (live == 1 || one_kind) {
-    if (blockIdx.x >= static_cast<unsigned>(n_sets * live)) return;
-    set = blockIdx.x / live, c = blockIdx.x % live;
+    if (blockIdx.x >= static_cast<unsigned>(a.n_heads * live)) return;
+    h = blockIdx.x / live, c = blockIdx.x % live;
   } else {
-    const int items = n_sets * live;  // of each kind
+    const int items = a.n_heads * live;  // of each kind
     if (blockIdx.x >= static_cast<unsigned>(2 * items)) return;
     if (tid == 0) {
       const unsigned t = atomicAdd(&a.counters[0], 1u);
@@ -178,11 +167,11 @@ __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(Params a)
     int t = sm.ticket;
     max_only = t < items;
     if (!max_only) t -= items;
-    set = t / live, c = t % live;
+    h = t / live, c = t % live;
   }
-  const int h0 = set * nh, g = h0 / a.group, c0 = c * kAttnChunk;
+  const int g = h / a.group, c0 = c * kAttnChunk;
   const bool holds_p = c == live - 1;
-  const bool writer = !max_only && holds_p && h0 % a.group == 0;
+  const bool writer = !max_only && holds_p && h % a.group == 0;
   const int64_t head_col = static_cast<int64_t>(g) * kHd;
 
   // V rows t < p of the chunk -> shared memory, in flight during the scores.
@@ -205,21 +194,15 @@ __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(Params a)
     for (int u = 0; u < kRow16; ++u) kraw[u] = kt[u];
   }
 
-  // RoPE (rope_kv.cu): q of the item's heads; k and v of position p as the cache will hold them.
+  // RoPE (rope_kv.cu): q of head h; k and v of position p as the cache will hold them.
   const float* row = a.table + static_cast<int64_t>(p) * kHd;  // (head_dim / 2) (cos, sin)
-  for (int i = tid; i < nh * (kHd / 2); i += kThreads) {
-    const int hh = i / (kHd / 2), pair = i % (kHd / 2);
+  for (int i = tid; i < kHd / 2; i += kThreads) {
     int i0, i1;
     float y0, y1;
-    rotate_pair(a.q + static_cast<int64_t>(h0 + hh) * kHd, pair, kHd / 2, a.neox, row, &i0, &i1,
-                &y0, &y1);
-    sm.q[hh][i0] = y0;
-    sm.q[hh][i1] = y1;
-  }
-  if (holds_p) {
-    for (int i = tid; i < kHd / 2; i += kThreads) {
-      int i0, i1;
-      float y0, y1;
+    rotate_pair(a.q + static_cast<int64_t>(h) * kHd, i, kHd / 2, a.neox, row, &i0, &i1, &y0, &y1);
+    sm.q[i0] = y0;
+    sm.q[i1] = y1;
+    if (holds_p) {
       rotate_pair(a.k + head_col, i, kHd / 2, a.neox, row, &i0, &i1, &y0, &y1);
       const uint16_t b0 = to_half_bits(y0), b1 = to_half_bits(y1);
       sm.k_now[i0] = b0;
@@ -241,56 +224,47 @@ __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(Params a)
   }
   __syncthreads();
 
-  // Pass 1 (attention.cu scores_kernel), head by head over the one K row: the spec's 32 lane
-  // partials of dot128 in registers, products then adds in element order, the tree s = 16..1,
-  // then * kq_scale.
-  if (t == p) {
+  // Pass 1 (attention.cu scores_kernel): the spec's 32 lane partials of dot128 in registers,
+  // products then adds in element order, the tree s = 16..1, then * kq_scale.
+  float best = -INFINITY;  // NaN scores are left out of the max, as in the CPU scan
+  if (t < n_pos) {
+    if (t == p) {
 #pragma unroll
-    for (int u = 0; u < kRow16; ++u) kraw[u] = reinterpret_cast<const uint4*>(sm.k_now)[u];
-  }
-  for (int hh = 0; hh < nh; ++hh) {
-    // Keeps the fp16 -> float conversions inside the loop: hoisted out of it, the 128 floats of
-    // the row spill.
+      for (int u = 0; u < kRow16; ++u) kraw[u] = reinterpret_cast<const uint4*>(sm.k_now)[u];
+    }
+    float part[32];
 #pragma unroll
-    for (int u = 0; u < kRow16; ++u)
-      asm volatile("" : "+r"(kraw[u].x), "+r"(kraw[u].y), "+r"(kraw[u].z), "+r"(kraw[u].w));
-    float best = -INFINITY;  // NaN scores are left out of the max, as in the CPU scan
-    if (t < n_pos) {
-      float part[32];
+    for (int e = 0; e < E; ++e) {
 #pragma unroll
-      for (int e = 0; e < E; ++e) {
+      for (int u = 0; u < 4; ++u) {
+        const __half2* hp = reinterpret_cast<const __half2*>(&kraw[4 * e + u]);
 #pragma unroll
-        for (int u = 0; u < 4; ++u) {
-          const __half2* hp = reinterpret_cast<const __half2*>(&kraw[4 * e + u]);
-#pragma unroll
-          for (int w = 0; w < 4; ++w) {
-            const float2 kf = __half22float2(hp[w]);  // exact
-            const int l = 8 * u + 2 * w;
-            const float x = sm.q[hh][32 * e + l] * kf.x, y = sm.q[hh][32 * e + l + 1] * kf.y;
-            part[l] = e == 0 ? x : part[l] + x;
-            part[l + 1] = e == 0 ? y : part[l + 1] + y;
-          }
+        for (int w = 0; w < 4; ++w) {
+          const float2 kf = __half22float2(hp[w]);  // exact
+          const int l = 8 * u + 2 * w;
+          const float x = sm.q[32 * e + l] * kf.x, y = sm.q[32 * e + l + 1] * kf.y;
+          part[l] = e == 0 ? x : part[l] + x;
+          part[l + 1] = e == 0 ? y : part[l + 1] + y;
         }
       }
-      const float sc = tree32(part) * a.kq_scale;
-      sm.s[hh][tid] = sc;
-      if (sc == sc) best = sc;
     }
-    // The chunk max: exact whatever the order (no NaN, -inf for idle threads).
-    for (int s = 16; s >= 1; s /= 2) {
-      const float o = __shfl_xor_sync(kFull, best, s);
-      best = o > best ? o : best;
-    }
-    if (tid % 32 == 0) sm.warp_max[hh][tid / 32] = best;
+    const float sc = tree32(part) * a.kq_scale;
+    sm.s[tid] = sc;
+    if (sc == sc) best = sc;
   }
+  // The chunk max: exact whatever the order (no NaN, -inf for idle threads).
+  for (int s = 16; s >= 1; s /= 2) {
+    const float o = __shfl_xor_sync(kFull, best, s);
+    best = o > best ? o : best;
+  }
+  if (tid % 32 == 0) sm.warp_max[tid / 32] = best;
   __syncthreads();
-  // Thread hh < nh: head h0 + hh's chunk maximum, published, and (full items) m over the chunks.
-  if (tid < nh) {
-    const int hh = tid, h = h0 + hh;
-    const int64_t hc = static_cast<int64_t>(h) * a.n_chunks;  // this head's chunk entries
-    unsigned* done1 = a.counters + 1 + h;
-    float cm = sm.warp_max[hh][0];
-    for (int w = 1; w < kThreads / 32; ++w) cm = sm.warp_max[hh][w] > cm ? sm.warp_max[hh][w] : cm;
+  const int64_t hc = static_cast<int64_t>(h) * a.n_chunks;  // this head's chunk entries
+  unsigned* done1 = a.counters + 1 + h;
+  unsigned* done2 = a.counters + 1 + a.n_heads + h;
+  if (tid == 0) {
+    float cm = sm.warp_max[0];
+    for (int w = 1; w < kThreads / 32; ++w) cm = sm.warp_max[w] > cm ? sm.warp_max[w] : cm;
     if (max_only) {
       a.chunk_max[hc + c] = cm;
       __threadfence();
@@ -312,92 +286,76 @@ __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(Params a)
           m = x > m ? x : m;
         }
       }
-      sm.m[hh] = m;
+      sm.m = m;
     }
   }
   if (max_only) return;
   __syncthreads();
-  for (int hh = 0; hh < nh; ++hh)
-    sm.s[hh][tid] = t < n_pos ? numerics::exp_canonical(sm.s[hh][tid] - sm.m[hh]) : 0.0f;
+  const float m = sm.m;
+  sm.s[tid] = t < n_pos ? numerics::exp_canonical(sm.s[tid] - m) : 0.0f;
   asm volatile("cp.async.wait_group 0;\n" ::: "memory");
   __syncthreads();
 
-  // Pass 2 (chunk_sums_kernel), head by head over the one V chunk. With one live chunk the head's
-  // output follows at once (pass 3 over one chunk); else the chunk's sums are published.
-  for (int hh = 0; hh < nh; ++hh) {
-    const int64_t hc = static_cast<int64_t>(h0 + hh) * a.n_chunks;  // the head's chunk entries
-    // Denominator in warp 0: lane l sums t = 256c + l + 32i in i order.
-    if (tid < 32) {
-      float den_chunk = 0.0f;
-      for (int i = 0; i < 8; ++i)
-        if (c0 + tid + 32 * i < n_pos) den_chunk = den_chunk + sm.s[hh][tid + 32 * i];
-      den_chunk = lane_tree(den_chunk);
-      if (tid == 0) sm.den[hh] = den_chunk;
-    }
-    // Values: thread (l, g8) owns the lane partials (l, dim) for the 8-dim pieces g8, g8 + 8,
-    // ... (so a quarter warp reads 128 contiguous bytes of a V row: no bank conflict), adding
-    // its 8 positions in i order; positions past p are skipped, never added.
-    {
-      constexpr int kPieces = E / 2;
-      const int l = tid / 8, g8 = tid % 8;
-      float acc[kPieces][8];
+  // Pass 2 (chunk_sums_kernel): denominator in warp 0, lane l sums t = 256c + l + 32i in i order.
+  float den_chunk = 0.0f;
+  if (tid < 32) {
+    for (int i = 0; i < 8; ++i)
+      if (c0 + tid + 32 * i < n_pos) den_chunk = den_chunk + sm.s[tid + 32 * i];
+    den_chunk = lane_tree(den_chunk);
+  }
+  // Values: thread (l, g8) owns the lane partials (l, dim) for the 8-dim pieces g8, g8 + 8, ...
+  // (so a quarter warp reads 128 contiguous bytes of a V row: no bank conflict), adding its 8
+  // positions in i order; positions past p are skipped, never added.
+  {
+    constexpr int kPieces = E / 2;
+    const int l = tid / 8, g8 = tid % 8;
+    float acc[kPieces][8];
 #pragma unroll
-      for (int u = 0; u < kPieces; ++u)
+    for (int u = 0; u < kPieces; ++u)
 #pragma unroll
-        for (int j = 0; j < 8; ++j) acc[u][j] = 0.0f;
+      for (int j = 0; j < 8; ++j) acc[u][j] = 0.0f;
 #pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        if (c0 + l + 32 * i < n_pos) {
-          const float ei = sm.s[hh][l + 32 * i];
+    for (int i = 0; i < 8; ++i) {
+      if (c0 + l + 32 * i < n_pos) {
+        const float ei = sm.s[l + 32 * i];
 #pragma unroll
-          for (int u = 0; u < kPieces; ++u) {
-            const uint4 raw = sm.v[(l + 32 * i) * kRow16 + g8 + 8 * u];
-            const __half2* hp = reinterpret_cast<const __half2*>(&raw);
+        for (int u = 0; u < kPieces; ++u) {
+          const uint4 raw = sm.v[(l + 32 * i) * kRow16 + g8 + 8 * u];
+          const __half2* hp = reinterpret_cast<const __half2*>(&raw);
 #pragma unroll
-            for (int w = 0; w < 4; ++w) {
-              const float2 vf = __half22float2(hp[w]);
-              acc[u][2 * w] = acc[u][2 * w] + ei * vf.x;
-              acc[u][2 * w + 1] = acc[u][2 * w + 1] + ei * vf.y;
-            }
+          for (int w = 0; w < 4; ++w) {
+            const float2 vf = __half22float2(hp[w]);
+            acc[u][2 * w] = acc[u][2 * w] + ei * vf.x;
+            acc[u][2 * w + 1] = acc[u][2 * w + 1] + ei * vf.y;
           }
         }
       }
-      if (hh > 0) __syncthreads();  // the previous head's tree has read sm.part
-#pragma unroll
-      for (int u = 0; u < kPieces; ++u)
-#pragma unroll
-        for (int j = 0; j < 8; ++j) sm.part[l][(g8 + 8 * u) * 8 + j] = acc[u][j];
     }
-    __syncthreads();
-    // The tree over l for one dim (one thread per dim), s = 16..1.
-    if (tid < kHd) {
-      float col[32];
 #pragma unroll
-      for (int i = 0; i < 32; ++i) col[i] = sm.part[i][tid];
-      const float val_chunk = tree32(col);
-      if (live > 1) {
-        a.chunk_val[(hc + c) * kHd + tid] = val_chunk;
-        if (tid == 0) a.chunk_den[hc + c] = sm.den[hh];
-      } else {  // pass 3 (combine_kernel) over the one chunk: from 0.0f, one division
-        float den = 0.0f, val = 0.0f;
-        den = den + sm.den[hh];
-        val = val + val_chunk;
-        const float o = val / den;
-        a.out[static_cast<int64_t>(h0 + hh) * kHd + tid] = o;
-        sm.o[hh][tid] = o;
-      }
-    }
+    for (int u = 0; u < kPieces; ++u)
+#pragma unroll
+      for (int j = 0; j < 8; ++j) sm.part[l][(g8 + 8 * u) * 8 + j] = acc[u][j];
+  }
+  if (tid == 0) sm.den = den_chunk;
+  __syncthreads();
+  // The tree over l for one dim (one thread per dim), s = 16..1.
+  float val_chunk = 0.0f;
+  if (tid < kHd) {
+    float col[32];
+#pragma unroll
+    for (int i = 0; i < 32; ++i) col[i] = sm.part[i][tid];
+    val_chunk = tree32(col);
   }
 
-  unsigned* done1 = a.counters + 1 + h0;
-  unsigned* done2 = a.counters + 1 + a.n_heads + h0;  // the set's, counted once per item
-  if (live > 1) {                                     // the last full item of the set combines
+  if (live > 1) {  // publish this chunk; the last full item of the head combines
+    if (tid < kHd) a.chunk_val[(hc + c) * kHd + tid] = val_chunk;
+    if (tid == 0) a.chunk_den[hc + c] = sm.den;
     __threadfence();
     __syncthreads();
     if (tid == 0) {
       const bool last = atomicAdd(done2, 1u) == static_cast<unsigned>(live - 1);
-      if (last) {  // every block of the set has counted both counters: reset for the next launch
-        for (int hh = 0; hh < nh; ++hh) atomicExch(done1 + hh, 0u);
+      if (last) {  // every block of head h has counted both counters: reset for the next launch
+        atomicExch(done1, 0u);
         atomicExch(done2, 0u);
       }
       sm.last = last;
@@ -406,25 +364,27 @@ __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(Params a)
     if (!sm.last) return;
     __threadfence();
   }
-  // Pass 3 (combine_kernel) of every live chunk: added in chunk order from 0.0f, one division.
-  if (live > 1 && tid < kHd) {
-    for (int hh = 0; hh < nh; ++hh) {
-      const int64_t hc = static_cast<int64_t>(h0 + hh) * a.n_chunks;
-      float den = 0.0f, val = 0.0f;
+  // Pass 3 (combine_kernel): chunks added in chunk order from 0.0f, one division.
+  if (tid < kHd) {
+    float den = 0.0f, val = 0.0f;
+    if (live == 1) {
+      den = den + sm.den;
+      val = val + val_chunk;
+    } else {
       for (int i = 0; i < live; ++i) {
         den = den + __ldcg(&a.chunk_den[hc + i]);
         val = val + __ldcg(&a.chunk_val[(hc + i) * kHd + tid]);
       }
-      const float o = val / den;
-      a.out[static_cast<int64_t>(h0 + hh) * kHd + tid] = o;
-      sm.o[hh][tid] = o;
     }
+    const float o = val / den;
+    a.out[static_cast<int64_t>(h) * kHd + tid] = o;
+    sm.o[tid] = o;
   }
   if (a.out_q) {
     __syncthreads();
-    if (tid < nh * E)  // one 32-dim block per thread, as combine_kernel
-      numerics::quantize_act_block(&sm.o[tid / E][(tid % E) * numerics::kActBlock],
-                                   a.out_q + static_cast<int64_t>(h0) * E + tid);
+    if (tid < E)  // one 32-dim block per thread, as combine_kernel
+      numerics::quantize_act_block(sm.o + tid * numerics::kActBlock,
+                                   a.out_q + static_cast<int64_t>(h) * E + tid);
   }
 }
 
@@ -447,32 +407,9 @@ int resident_blocks() {
   return slots;
 }
 
-// Heads per item from shared_from_live chunks on (Params::heads): the largest divisor of the kv
-// group up to kMaxItemHeads, or up to RESIDENT_ATTN_HEADS (1: one head per item always);
-// RESIDENT_ATTN_SHARED_FROM sets the live chunks from which items take several heads.
-int item_heads(int group) {
-  static const int wanted = [] {
-    const char* v = std::getenv("RESIDENT_ATTN_HEADS");
-    return v && *v ? std::clamp(std::atoi(v), 1, kMaxItemHeads) : kMaxItemHeads;
-  }();
-  int heads = 1;
-  for (int d = 1; d <= wanted; ++d)
-    if (group % d == 0) heads = d;
-  return heads;
-}
-int shared_from_live() {
-  static const int from = [] {
-    const char* v = std::getenv("RESIDENT_ATTN_SHARED_FROM");
-    return v && *v ? std::max(1, std::atoi(v)) : 2;
-  }();
-  return from;
-}
-
 template <int E>
 void launch(Params p, int grid, cudaStream_t stream) {
   p.slots = resident_blocks<E>();
-  p.heads = item_heads(p.group);
-  p.shared_from_live = shared_from_live();
   launch_pdl(attention_decode_kernel<E>, dim3(grid), dim3(kThreads), sizeof(Smem<E>), stream, p);
 }
 
@@ -505,29 +442,13 @@ void attention_decode(const AttentionDecodeArgs& a, const AttentionScratch& s, u
     throw Error(what + "scratch does not fit this call");
   if (a.max_positions < 1 || a.max_positions > a.n_ctx || a.max_positions > s.n_ctx)
     throw Error(what + "max_positions " + std::to_string(a.max_positions) + " outside [1, n_ctx]");
-  const Params p{a.q,
-                 a.k,
-                 a.v,
-                 a.rope_table,
-                 a.pos,
-                 a.k_cache,
-                 a.v_cache,
-                 s.chunk_max,
-                 s.chunk_den,
-                 s.chunk_val,
-                 counters,
-                 a.out,
-                 a.out_q,
-                 a.n_heads,
-                 a.n_heads / a.n_kv_heads,
-                 a.kv_stride,
-                 a.n_ctx,
-                 attention_chunks(s.n_ctx),
-                 a.neox,
-                 a.kq_scale,
-                 0,
-                 1,
-                 1};
+  const Params p{a.q,          a.k,         a.v,
+                 a.rope_table, a.pos,       a.k_cache,
+                 a.v_cache,    s.chunk_max, s.chunk_den,
+                 s.chunk_val,  counters,    a.out,
+                 a.out_q,      a.n_heads,   a.n_heads / a.n_kv_heads,
+                 a.kv_stride,  a.n_ctx,     attention_chunks(s.n_ctx),
+                 a.neox,       a.kq_scale,  0};
   // Both kinds of item for every chunk a position below max_positions can reach.
   const int grid = 2 * attention_chunks(a.max_positions) * a.n_heads;
   if (a.head_dim == 64)
