@@ -115,12 +115,15 @@ __device__ __forceinline__ void stage_group(const Params& p, const Group& gr, ui
 
 // Q4_K's 32-block j (blocks::Q4_K::load, the same fields) for a row staged at a 16-byte aligned
 // address: its 32 quant bytes as two 16-byte loads instead of eight 4-byte ones (ncu, round 5:
-// the 4-byte loads of a warp cost 2 shared-memory wavefronts each, the ideal being 1).
+// the 4-byte loads of a warp cost 2 shared-memory wavefronts each, the ideal being 1), and the
+// super-block's 16 header bytes (d, dmin, scales) as one.
 __device__ __forceinline__ blocks::Q4_K::Block load_q4k_a16(const uint8_t* row, int64_t j) {
-  const uint8_t* b = row + (j / 8) * blocks::Q4_K::kBlockBytes;
-  const int sub = static_cast<int>(j % 8);
+  const uint32_t uj = static_cast<uint32_t>(j);  // 0 <= j < 2^32: unsigned / and %
+  const uint8_t* b = row + (uj / 8) * blocks::Q4_K::kBlockBytes;
+  const int sub = static_cast<int>(uj % 8);
   blocks::Q4_K::Block out;
-  blocks::Q4_K::scale_fields(b, sub, &out.dsc, &out.dm);
+  const uint4 head = *reinterpret_cast<const uint4*>(b);
+  blocks::Q4_K::header_fields(head.x, head.y, head.z, head.w, sub, &out.dsc, &out.dm);
   const uint4* qs = reinterpret_cast<const uint4*>(b + 16 + 32 * (sub / 2));
   const uint4 x = qs[0], y = qs[1];
   const uint32_t v[8] = {x.x, x.y, x.z, x.w, y.x, y.y, y.z, y.w};
