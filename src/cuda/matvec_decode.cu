@@ -133,6 +133,56 @@ __device__ __forceinline__ blocks::Q4_K::Block load_q4k_a16(const uint8_t* row, 
   return out;
 }
 
+// Eight consecutive 32-bit words from a 2-byte aligned shared-memory address, each shifted
+// right by `shift` (< 16; the bits that shift in from the next word are the caller's to mask):
+// the aligned words that cover them, joined by funnel shifts, 8 or 9 loads instead of 16 halves.
+// Reads stay inside the 4-byte cover of the 32 bytes.
+__device__ __forceinline__ void load_8_words_a2(const uint8_t* p, uint32_t (&w)[8],
+                                                unsigned shift) {
+  // p - mis, not the address masked: the pointer keeps its memory space, so the loads stay LDS
+  // (masked, they became generic loads).
+  const unsigned mis = static_cast<unsigned>(reinterpret_cast<uintptr_t>(p) & 2);
+  const uint32_t* aligned = reinterpret_cast<const uint32_t*>(p - mis);
+  uint32_t x[9];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) x[i] = aligned[i];
+  x[8] = mis != 0 ? aligned[8] : 0u;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) w[i] = __funnelshift_r(x[i], x[i + 1], mis * 8 + shift);
+}
+
+// Q6_K's 32-block j (blocks::Q6_K::load, the same fields) with fewer instructions: quants as
+// aligned words (the 210-byte blocks leave every other one 2 mod 4) with the 4- and 2-bit
+// shifts folded into the funnel shifts, both scales in one load, unsigned index math. ncu of
+// the LM head (a Q6_K matvec_decode) had it issue-bound: 72% SM throughput, 51% DRAM.
+__device__ __forceinline__ blocks::Q6_K::Block load_q6k(const uint8_t* row, int64_t j) {
+  const uint32_t uj = static_cast<uint32_t>(j);  // 0 <= j < 2^32: unsigned / and %
+  const uint8_t* b = row + (uj / 8) * blocks::Q6_K::kBlockBytes;
+  const int sub = static_cast<int>(uj % 8);
+  const int h = sub / 4, k = sub % 4;
+  uint32_t lw[8], hw[8];
+  load_8_words_a2(b + 64 * h + 32 * (k & 1), lw, 4 * (k >> 1));
+  load_8_words_a2(b + 128 + 32 * h, hw, 2 * k);
+  blocks::Q6_K::Block out;
+#pragma unroll
+  for (int w = 0; w < 8; ++w)
+    out.w[w] = static_cast<int>((lw[w] & 0x0f0f0f0fu) | ((hw[w] & 0x03030303u) << 4));
+  const uint16_t sc = *reinterpret_cast<const uint16_t*>(b + 192 + 2 * sub);
+  out.sc_lo = static_cast<int8_t>(sc & 0xffu);
+  out.sc_hi = static_cast<int8_t>(sc >> 8);
+  out.d = blocks::half_to_float(*reinterpret_cast<const uint16_t*>(b + 208));
+  return out;
+}
+
+// The decode kernel's loader of format B: B::load, or the decode-specific one above.
+template <typename B>
+__device__ __forceinline__ typename B::Block decode_load(const uint8_t* row, int64_t j) {
+  if constexpr (std::is_same_v<B, blocks::Q6_K>)
+    return load_q6k(row, j);
+  else
+    return B::load(row, j);
+}
+
 // One wave of thread blocks; block b takes groups b, b + gridDim.x, ... The next group's bytes
 // are copied while the current one is computed (two buffers). The first copy is issued before
 // the PDL wait: weights are never written, so it overlaps the previous kernel's tail.
@@ -211,12 +261,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) matvec_decode_kerne
           return;
         }
       }
-      partials([](const uint8_t* row, int64_t j) { return B::load(row, j); }, partial);
+      partials([](const uint8_t* row, int64_t j) { return decode_load<B>(row, j); }, partial);
     };
     if constexpr (std::is_same_v<B, B2>) {
       first_format();
     } else if (cur.alt) {
-      partials([](const uint8_t* row, int64_t j) { return B2::load(row, j); },
+      partials([](const uint8_t* row, int64_t j) { return decode_load<B2>(row, j); },
                [](const typename B2::Block& b, const numerics::ActBlock& a) {
                  return B2::partial(b, a);
                });

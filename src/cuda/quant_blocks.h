@@ -88,32 +88,6 @@ RESIDENT_HD uint32_t load_u32_a2(const uint8_t* p) {
   return static_cast<uint32_t>(load_u16(p)) | (static_cast<uint32_t>(load_u16(p + 2)) << 16);
 }
 
-// Eight consecutive 32-bit words from a 2-byte aligned address (Q6_K's and Q8_0's quants: their
-// 210- and 34-byte blocks leave every other block 2 mod 4). On the GPU: the aligned words that
-// cover them, joined by funnel shifts, 8 or 9 loads instead of 16 halves (ncu of the LM head, a
-// Q6_K matvec: issue-bound, 72% SM throughput). Nothing outside the 4-byte cover of the 32 bytes
-// is read.
-// With `shift` (< 16), each word comes shifted right by it (bits from the next word shift in;
-// the callers mask them away).
-RESIDENT_HD void load_8_words_a2(const uint8_t* p, uint32_t (&w)[8], unsigned shift = 0) {
-#if defined(__CUDA_ARCH__)
-  // p - mis, not the address masked: the pointer keeps its memory space (shared memory in the
-  // decode matvecs), so the loads stay LDS and do not become generic.
-  const unsigned mis = static_cast<unsigned>(reinterpret_cast<uintptr_t>(p) & 2);
-  const uint32_t* aligned = reinterpret_cast<const uint32_t*>(p - mis);
-  uint32_t x[9];
-#pragma unroll
-  for (int i = 0; i < 8; ++i) x[i] = aligned[i];
-  x[8] = mis != 0 ? aligned[8] : 0u;
-#pragma unroll
-  for (int i = 0; i < 8; ++i) w[i] = __funnelshift_r(x[i], x[i + 1], mis * 8 + shift);
-#else
-  for (int i = 0; i < 8; ++i)
-    w[i] = (load_u32_a2(p + 4 * i) >> shift) |
-           (shift != 0 && i < 7 ? load_u32_a2(p + 4 * i + 4) << (32 - shift) : 0u);
-#endif
-}
-
 // 32-bit word at a 4-byte aligned address.
 RESIDENT_HD uint32_t load_u32_a4(const uint8_t* p) {
 #if defined(__CUDA_ARCH__)
@@ -157,10 +131,8 @@ struct Q8_0 {
     const uint8_t* b = row + j * kBlockBytes;
     Block out;
     out.d = half_to_float(load_u16(b));
-    uint32_t qw[8];
-    load_8_words_a2(b + 2, qw);
 #pragma unroll
-    for (int k = 0; k < 8; ++k) out.w[k] = static_cast<int>(qw[k]);
+    for (int k = 0; k < 8; ++k) out.w[k] = static_cast<int>(load_u32_a2(b + 2 + 4 * k));
     return out;
   }
   static RESIDENT_HD float partial(const Block& b, const ActBlock& a) {
@@ -274,21 +246,16 @@ struct Q4_K {
   // dsc and dm of sub-block `sub` of the super-block at b (shared with Q5_K, whose first 16
   // bytes have the same layout, and with matvec_decode's 16-byte quant loader).
   static RESIDENT_HD void scale_fields(const uint8_t* b, int sub, float* dsc, float* dm) {
-#if defined(__CUDA_ARCH__)
-    // Super-blocks start 4-byte aligned (their rows do: 144 and 176 are multiples of 16).
-    const uint32_t* h = reinterpret_cast<const uint32_t*>(b);
-    header_fields(h[0], h[1], h[2], h[3], sub, dsc, dm);
-#else
     int sc, m;
     k4_scale_min(b + 4, sub, &sc, &m);
     *dsc = half_to_float(load_u16(b)) * static_cast<float>(sc);
     *dm = half_to_float(load_u16(b + 2)) * static_cast<float>(m);
-#endif
   }
-  // The same from the super-block's first 16 bytes as words: d and dmin, scales 0-3, 4-7, 8-11.
-  // k4_scale_min for all four bytes of a word at once, then the sub-block's byte: no branch on
-  // sub (a warp's lanes hold different sub-blocks, so the branch diverged; decode matvec SASS:
-  // ~24 issue slots -> ~12).
+  // scale_fields from the super-block's first 16 bytes as words: d and dmin, scales 0-3, 4-7,
+  // 8-11. k4_scale_min for all four bytes of a word at once, then the sub-block's byte: no
+  // branch on sub (a warp's lanes hold different sub-blocks, so that branch diverges). For the
+  // decode matvec (load_q4k_a16); the prefill matmul keeps scale_fields (with this one it ran
+  // 1.2% slower, bench/results/2026-11-29-h200-c283430).
   static RESIDENT_HD void header_fields(uint32_t dm_bits, uint32_t s0, uint32_t s1, uint32_t s2,
                                         int sub, float* dsc, float* dm) {
     const bool low = sub < 4;
@@ -303,9 +270,8 @@ struct Q4_K {
     *dm = half_to_float(static_cast<uint16_t>(dm_bits >> 16)) * static_cast<float>(m);
   }
   static RESIDENT_HD Block load(const uint8_t* row, int64_t j) {
-    const uint32_t uj = static_cast<uint32_t>(j);  // 0 <= j < 2^32: unsigned / and %
-    const uint8_t* b = row + (uj / 8) * kBlockBytes;
-    const int sub = static_cast<int>(uj % 8);
+    const uint8_t* b = row + (j / 8) * kBlockBytes;
+    const int sub = static_cast<int>(j % 8);
     Block out;
     scale_fields(b, sub, &out.dsc, &out.dm);
     const uint8_t* qs = b + 16 + 32 * (sub / 2);
@@ -336,9 +302,8 @@ struct Q5_K {
   static constexpr int kBlockBytes = 176;
   using Block = Q4_K::Block;
   static RESIDENT_HD Block load(const uint8_t* row, int64_t j) {
-    const uint32_t uj = static_cast<uint32_t>(j);
-    const uint8_t* b = row + (uj / 8) * kBlockBytes;
-    const int sub = static_cast<int>(uj % 8);
+    const uint8_t* b = row + (j / 8) * kBlockBytes;
+    const int sub = static_cast<int>(j % 8);
     Block out;
     Q4_K::scale_fields(b, sub, &out.dsc, &out.dm);
     const uint8_t* qh = b + 16;
@@ -379,26 +344,21 @@ struct Q6_K {
     float d;
   };
   static RESIDENT_HD Block load(const uint8_t* row, int64_t j) {
-    const uint32_t uj = static_cast<uint32_t>(j);  // 0 <= j < 2^32: unsigned / and %
-    const uint8_t* b = row + (uj / 8) * kBlockBytes;
-    const int sub = static_cast<int>(uj % 8);
+    const uint8_t* b = row + (j / 8) * kBlockBytes;
+    const int sub = static_cast<int>(j % 8);
     const int h = sub / 4, k = sub % 4;
     const uint8_t* ql = b + 64 * h + 32 * (k & 1);
     const uint8_t* qh = b + 128 + 32 * h;
-    const unsigned lshift = 4 * (k >> 1), hshift = 2 * k;
+    const int lshift = 4 * (k >> 1), hshift = 2 * k;
     Block out;
-    uint32_t lw[8], hw[8];  // already shifted: the masks below drop what shifted in
-    load_8_words_a2(ql, lw, lshift);
-    load_8_words_a2(qh, hw, hshift);
 #pragma unroll
     for (int w = 0; w < 8; ++w) {
-      const uint32_t lo = lw[w] & 0x0f0f0f0fu;
-      const uint32_t hi = (hw[w] & 0x03030303u) << 4;
+      const uint32_t lo = (load_u32_a2(ql + 4 * w) >> lshift) & 0x0f0f0f0fu;
+      const uint32_t hi = ((load_u32_a2(qh + 4 * w) >> hshift) & 0x03030303u) << 4;
       out.w[w] = static_cast<int>(lo | hi);
     }
-    const uint16_t sc = load_u16(b + 192 + 2 * sub);  // the two 16-halves' int8 scales
-    out.sc_lo = static_cast<int8_t>(sc & 0xffu);
-    out.sc_hi = static_cast<int8_t>(sc >> 8);
+    out.sc_lo = static_cast<int8_t>(b[192 + 2 * sub]);
+    out.sc_hi = static_cast<int8_t>(b[192 + 2 * sub + 1]);
     out.d = half_to_float(load_u16(b + 208));
     return out;
   }
