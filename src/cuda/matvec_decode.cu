@@ -16,9 +16,7 @@
 // thread i adds row i's partials p_0, p_1, ... in j order from 0.0f: the spec's sequential sum,
 // bit for bit the CPU's and matvec()'s.
 #include <algorithm>
-#include <cstddef>
 #include <cstdlib>
-#include <cstring>
 #include <mutex>
 #include <string>
 #include <type_traits>
@@ -176,33 +174,6 @@ __device__ __forceinline__ blocks::Q6_K::Block load_q6k(const uint8_t* row, int6
   return out;
 }
 
-// blocks::Q6_K::partial with the second half's activation sum taken as a.sum minus the first's
-// (an ActBlock's sum is the sum of its 32 quants, so both are the same exact integers): 4 dp4a
-// fewer per 32-block.
-__device__ __forceinline__ float partial_q6k(const blocks::Q6_K::Block& b,
-                                             const numerics::ActBlock& a) {
-  int dot_lo = 0, dot_hi = 0, sum_lo = 0;
-#pragma unroll
-  for (int k = 0; k < 4; ++k) {
-    dot_lo = blocks::dp4a(b.w[k], blocks::act_word(a, k), dot_lo);
-    sum_lo = blocks::dp4a(0x01010101, blocks::act_word(a, k), sum_lo);
-    dot_hi = blocks::dp4a(b.w[k + 4], blocks::act_word(a, k + 4), dot_hi);
-  }
-  const int sum_hi = a.sum - sum_lo;
-  const int isum_lo = dot_lo - 32 * sum_lo, isum_hi = dot_hi - 32 * sum_hi;
-  return a.d * (b.d * static_cast<float>(b.sc_lo * isum_lo + b.sc_hi * isum_hi));
-}
-
-// The decode kernel's partial of format B: B::partial, or the decode-specific one above.
-template <typename B>
-__device__ __forceinline__ float decode_partial(const typename B::Block& b,
-                                                const numerics::ActBlock& a) {
-  if constexpr (std::is_same_v<B, blocks::Q6_K>)
-    return partial_q6k(b, a);
-  else
-    return B::partial(b, a);
-}
-
 // The decode kernel's loader of format B: B::load, or the decode-specific one above.
 template <typename B>
 __device__ __forceinline__ typename B::Block decode_load(const uint8_t* row, int64_t j) {
@@ -224,11 +195,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) matvec_decode_kerne
   pdl_trigger();
   const int tid = threadIdx.x;
   const int nb = p.n_blocks;
-  // The activation blocks, split: quants of block j at a_q + 32 j (16-byte aligned: two 16-byte
-  // loads), then (d, sum) of block j at a_ds[j] (one 8-byte load); as ActBlocks (40-byte
-  // stride) they took five 8-byte loads.
-  const uint8_t* a_q = reinterpret_cast<const uint8_t*>(smem);
-  const float2* a_ds = reinterpret_cast<const float2*>(a_q + 32 * nb);
+  auto* a_s = reinterpret_cast<numerics::ActBlock*>(smem);
   uint8_t* w_s = reinterpret_cast<uint8_t*>(smem) + p.act_bytes;  // n_bufs buffers of w_bytes
   float* part = reinterpret_cast<float*>(w_s + p.n_bufs * p.w_bytes);
   const int64_t n_groups = p.group_end[p.n_segments - 1];
@@ -241,28 +208,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) matvec_decode_kerne
   pdl_wait();  // the activation blocks come from the previous kernel
   if (!p.stage_before_wait) stage_group(p, cur, w_s);
   {
-    constexpr int kWords = sizeof(numerics::ActBlock) / 4;  // d, sum, 8 words of quants
-    static_assert(kWords == 10 && offsetof(numerics::ActBlock, q) == 8);
     const int* xs = reinterpret_cast<const int*>(p.xq);
-    int* q_words = reinterpret_cast<int*>(smem);
-    int* ds_words = q_words + 8 * nb;
-    for (int i = tid; i < nb * kWords; i += kThreads) {
-      const int j = i / kWords, w = i - j * kWords;
-      (w < 2 ? ds_words[2 * j + w] : q_words[8 * j + w - 2]) = xs[i];
-    }
+    int* as = reinterpret_cast<int*>(a_s);
+    const int n_words = nb * static_cast<int>(sizeof(numerics::ActBlock) / 4);
+    for (int i = tid; i < n_words; i += kThreads) as[i] = xs[i];
   }
-  // Block j as an ActBlock in registers.
-  const auto act = [&](int j) {
-    numerics::ActBlock a;
-    const uint4* q = reinterpret_cast<const uint4*>(a_q + 32 * j);
-    const uint4 lo = q[0], hi = q[1];
-    const float2 ds = a_ds[j];
-    a.d = ds.x;
-    a.sum = __float_as_int(ds.y);
-    memcpy(a.q, &lo, 16);
-    memcpy(a.q + 16, &hi, 16);
-    return a;
-  };
 
   for (int k = 0; g < n_groups; ++k, g += gridDim.x) {
     // Row tid's bias and residual, loaded now (after the PDL wait: the residual is written by
@@ -295,7 +245,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) matvec_decode_kerne
     // step's quotient and remainder come once per block).
     const auto partials = [&](auto load, auto partial) {
       for (int i = i0, j = j0; i < cur.n;) {
-        part[i * p.part_stride + j] = partial(load(rows + i * cur.row_bytes, j), act(j));
+        part[i * p.part_stride + j] = partial(load(rows + i * cur.row_bytes, j), a_s[j]);
         i += step_i, j += step_j;
         if (j >= nb) j -= nb, ++i;
       }
@@ -303,7 +253,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) matvec_decode_kerne
     // The first format's partials (Q4_K: 16-byte quant loads where the rows allow).
     const auto first_format = [&] {
       const auto partial = [](const typename B::Block& b, const numerics::ActBlock& a) {
-        return decode_partial<B>(b, a);
+        return B::partial(b, a);
       };
       if constexpr (std::is_same_v<B, blocks::Q4_K>) {
         if (p.rows_aligned16) {
@@ -318,7 +268,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) matvec_decode_kerne
     } else if (cur.alt) {
       partials([](const uint8_t* row, int64_t j) { return decode_load<B2>(row, j); },
                [](const typename B2::Block& b, const numerics::ActBlock& a) {
-                 return decode_partial<B2>(b, a);
+                 return B2::partial(b, a);
                });
     } else {
       first_format();
