@@ -60,6 +60,7 @@ struct Params {
   bool rows_aligned16;  // every first-format row starts 16-byte aligned (load_q4k_a16)
   int w_bytes;          // staged weight bytes: R of the longest rows at any 16-byte alignment, x16
   const numerics::ActBlock* xq;
+  bool act_chunks16;       // xq 16-byte aligned and n_blocks * 40 a multiple of 16
   int n_bufs;              // weight buffers: 2, or 1 when every block takes one group
   bool stage_before_wait;  // the first group's copy before the PDL wait (else after it)
   bool early_row_loads;    // bias and residual loaded at the group's start (else at its end)
@@ -68,6 +69,10 @@ struct Params {
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async4(void* smem, const void* gmem) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(gmem) : "memory");
 }
 
 // Group g: rows [first, first + n) of segment seg, bytes [start, start + n * row_bytes).
@@ -207,11 +212,19 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) matvec_decode_kerne
 
   pdl_wait();  // the activation blocks come from the previous kernel
   if (!p.stage_before_wait) stage_group(p, cur, w_s);
+  // The activation blocks, copied by cp.async as one group (waited for with the first weight
+  // group): all in flight at once. Loaded through registers, a thread's share came in rounds of
+  // four loads, each round waiting for the last (down, n = 8960: three rounds).
   {
-    const int* xs = reinterpret_cast<const int*>(p.xq);
-    int* as = reinterpret_cast<int*>(a_s);
-    const int n_words = nb * static_cast<int>(sizeof(numerics::ActBlock) / 4);
-    for (int i = tid; i < n_words; i += kThreads) as[i] = xs[i];
+    const int n_bytes = nb * static_cast<int>(sizeof(numerics::ActBlock));
+    const uint8_t* xs = reinterpret_cast<const uint8_t*>(p.xq);
+    uint8_t* as = reinterpret_cast<uint8_t*>(a_s);
+    if (p.act_chunks16) {
+      for (int c = tid; c < n_bytes / 16; c += kThreads) cp_async16(as + 16 * c, xs + 16 * c);
+    } else {
+      for (int c = tid; c < n_bytes / 4; c += kThreads) cp_async4(as + 4 * c, xs + 4 * c);
+    }
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
   }
 
   for (int k = 0; g < n_groups; ++k, g += gridDim.x) {
@@ -468,6 +481,8 @@ void matvec_decode(const MatvecDecodeArgs& a, cudaStream_t stream) {
   p.act_bytes = round16(static_cast<int64_t>(p.n_blocks) * sizeof(numerics::ActBlock));
   p.w_bytes = round16(p.group_rows * rb_max + 16);
   p.xq = a.xq;
+  p.act_chunks16 = reinterpret_cast<uintptr_t>(a.xq) % 16 == 0 &&
+                   p.n_blocks * sizeof(numerics::ActBlock) % 16 == 0;
   // RESIDENT_CUDA_LEGACY=prewait: the first group's copy after the PDL wait (8% slower, round 7);
   // rowloads: bias and residual read after the sums (2% slower).
   static const bool late_stage = use_legacy("prewait"), late_rows = use_legacy("rowloads");
