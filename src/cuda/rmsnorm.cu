@@ -1,3 +1,5 @@
+#include <algorithm>
+#include <cstdlib>
 #include <string>
 
 #include "cuda/cuda_check.h"
@@ -56,9 +58,11 @@ __global__ void __launch_bounds__(256)
 // steps (the decode step ran it twice per layer; timing probes gave 3.9 us per launch): x and w
 // are read once, into registers, and rmsnorm_block.cuh does the rest (the sum tree's levels
 // below 32 as shuffles, each block of 32 quantized by one warp).
+// Grid: n_tokens x n_parts blocks; block (row, part) writes its part of the row
+// (rmsnorm_quant_block).
 __global__ void __launch_bounds__(kNormThreads)
     rmsnorm_quant_regs_kernel(const float* x, const float* __restrict__ w, float eps, int n,
-                              float* y, numerics::ActBlock* yq, bool early_w) {
+                              float* y, numerics::ActBlock* yq, bool early_w, int n_parts) {
   __shared__ NormTree tree;
   pdl_trigger();
   // w is a weight (never written): read before the wait, so that its DRAM latency overlaps the
@@ -66,10 +70,12 @@ __global__ void __launch_bounds__(kNormThreads)
   float xv[kNormPerThread], wv[kNormPerThread];
   if (early_w) norm_load(w, n, wv);
   pdl_wait();
-  const int64_t row = blockIdx.x;
+  const int64_t row = blockIdx.x / n_parts;
+  const int part = static_cast<int>(blockIdx.x % n_parts);
   norm_load(x + row * n, n, xv);
   if (!early_w) norm_load(w, n, wv);
-  rmsnorm_quant_block(xv, wv, eps, n, tree, y + row * n, yq + row * (n / numerics::kActBlock));
+  rmsnorm_quant_block(xv, wv, eps, n, tree, y + row * n, yq + row * (n / numerics::kActBlock), part,
+                      n_parts);
 }
 
 }  // namespace
@@ -88,17 +94,30 @@ bool rmsnorm_quant_fits(int n) {
   return n >= numerics::kActBlock && n % numerics::kActBlock == 0 && n <= kMaxFusedN;
 }
 
+// Thread blocks per row for rmsnorm_quant's default: RESIDENT_NORM_PARTS (1 to 16), else 1.
+int default_norm_parts() {
+  static const int parts = [] {
+    const char* v = std::getenv("RESIDENT_NORM_PARTS");
+    return v && *v ? std::clamp(std::atoi(v), 1, kNormPerThread) : 1;
+  }();
+  return parts;
+}
+
 void rmsnorm_quant(const float* x, const float* w, float eps, int n, int n_tokens, float* y,
-                   numerics::ActBlock* yq, cudaStream_t stream) {
+                   numerics::ActBlock* yq, cudaStream_t stream, int parts) {
   if (!x || !w || !y || !yq) throw Error("cuda rmsnorm_quant: null pointer");
   if (n_tokens < 1 || !rmsnorm_quant_fits(n))
     throw Error("cuda rmsnorm_quant: n = " + std::to_string(n) +
                 " must be a multiple of 32 up to " + std::to_string(kMaxFusedN) +
                 ", n_tokens = " + std::to_string(n_tokens));
   static const bool late_w = use_legacy("normw");
+  if (parts < 1) parts = default_norm_parts();
+  // Several blocks per row read x while others write y: not when they alias.
+  if (y == x) parts = 1;
+  parts = std::min(parts, kNormPerThread);
   if (n <= kNormMaxN)
-    return launch_pdl(rmsnorm_quant_regs_kernel, dim3(n_tokens), dim3(kNormThreads), 0, stream, x,
-                      w, eps, n, y, yq, !late_w);
+    return launch_pdl(rmsnorm_quant_regs_kernel, dim3(n_tokens * parts), dim3(kNormThreads), 0,
+                      stream, x, w, eps, n, y, yq, !late_w, parts);
   launch_pdl(rmsnorm_kernel, dim3(n_tokens), dim3(256), n * sizeof(float), stream, x, w, eps, n, y,
              yq);
 }

@@ -39,10 +39,13 @@ __device__ __forceinline__ void norm_load(const float* src, int n, float (&v)[kN
 // w; n % 32 == 0, n <= kNormMaxN. Writes y_i = (x_i * r) * w_i to y[i] unless y is null, and
 // block b of y quantized to q[b] (global or shared memory). `tree` is free on entry; on return
 // every thread has read the scale, and the tree is not touched again.
+// With n_parts > 1, several thread blocks share the row: each computes the whole sum (the same
+// bits) and writes only the elements k + 256 e with e % n_parts == part (whole blocks of 32).
 __device__ __forceinline__ void rmsnorm_quant_block(const float (&xv)[kNormPerThread],
                                                     const float (&wv)[kNormPerThread], float eps,
                                                     int n, NormTree& tree, float* y,
-                                                    numerics::ActBlock* q) {
+                                                    numerics::ActBlock* q, int part = 0,
+                                                    int n_parts = 1) {
   constexpr unsigned kFull = 0xffffffffu;  // the sum tree's shuffles
   const int k = threadIdx.x, lane = k % 32, warp = k / 32;
   float p = 0.0f;
@@ -65,6 +68,7 @@ __device__ __forceinline__ void rmsnorm_quant_block(const float (&xv)[kNormPerTh
 #pragma unroll
   for (int e = 0; e < kNormPerThread; ++e) {
     if (kNormThreads * e + 32 * warp >= n) break;  // uniform across the warp: n % 32 == 0
+    if (e % n_parts != part) continue;             // uniform across the block
     const float v = (xv[e] * r) * wv[e];
     if (y) y[k + kNormThreads * e] = v;
     quantize_act_block_warp(v, lane, q + 8 * e + warp);

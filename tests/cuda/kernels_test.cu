@@ -377,11 +377,15 @@ TEST(CudaKernels, RmsnormQuantMatchesCpu) {
       ASSERT_TRUE(rmsnorm_quant_fits(n));
       auto dx = upload(x);
       auto dw = upload(w);
-      auto dy = poisoned<float>(x.size());
-      auto dq = poisoned<ActBlock>(cpu_q.size());
-      rmsnorm_quant(dx.get(), dw.get(), 1e-6f, n, n_tokens, dy.get(), dq.get(), nullptr);
-      EXPECT_TRUE(same_bits(download(dy), cpu, "rmsnorm_quant y"));
-      EXPECT_TRUE(same_bits(download(dq), cpu_q, "rmsnorm_quant blocks"));
+      // 1 block per row, and rows shared by 2, 6 (1536: one block of 32 per warp) and 16 blocks.
+      for (int parts : {1, 2, 6, 16}) {
+        SCOPED_TRACE("parts=" + std::to_string(parts));
+        auto dy = poisoned<float>(x.size());
+        auto dq = poisoned<ActBlock>(cpu_q.size());
+        rmsnorm_quant(dx.get(), dw.get(), 1e-6f, n, n_tokens, dy.get(), dq.get(), nullptr, parts);
+        EXPECT_TRUE(same_bits(download(dy), cpu, "rmsnorm_quant y"));
+        EXPECT_TRUE(same_bits(download(dq), cpu_q, "rmsnorm_quant blocks"));
+      }
     }
   }
   EXPECT_FALSE(rmsnorm_quant_fits(100));
