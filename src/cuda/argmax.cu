@@ -2,10 +2,13 @@
 // (strictly greater replaces, so its lowest index wins a tie), then a tree over (value, index)
 // pairs prefers the larger value and, on equal values, the lower index. The result is the
 // sequential scan's answer for any input without NaN.
+#include <algorithm>
 #include <cfloat>
+#include <cstdlib>
 
 #include "cuda/argmax.cuh"
 #include "cuda/cuda_check.h"
+#include "cuda/pdl.cuh"
 #include "util/error.h"
 
 namespace resident::cuda {
@@ -44,15 +47,95 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// The same answer from `gridDim.x` blocks (PDL-launched): block b scans slice b of the logits
+// and publishes its (value, index); the last block to count itself in scratch[0] reduces them.
+// `better` is a total order on (value, index) pairs without NaN, so any reduction order gives
+// the sequential scan's pair. scratch: [0] the count (left zero), then kMaxBlocks values (float
+// bits) and kMaxBlocks indices.
+constexpr int kMaxBlocks = 128;
+constexpr int kBlockThreads = 256;
+
+__device__ void block_best(float* bv, int* bi) {
+  for (int s = 16; s >= 1; s /= 2) {
+    const float ov = __shfl_down_sync(0xffffffffu, *bv, s);
+    const int oi = __shfl_down_sync(0xffffffffu, *bi, s);
+    if (better(ov, oi, *bv, *bi)) *bv = ov, *bi = oi;
+  }
+  __shared__ float wv[kBlockThreads / 32];
+  __shared__ int wi[kBlockThreads / 32];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) wv[warp] = *bv, wi[warp] = *bi;
+  __syncthreads();
+  if (threadIdx.x == 0)
+    for (int w = 1; w < kBlockThreads / 32; ++w)
+      if (better(wv[w], wi[w], *bv, *bi)) *bv = wv[w], *bi = wi[w];
+}
+
+__global__ void __launch_bounds__(kBlockThreads)
+    argmax_blocks_kernel(const float* __restrict__ logits, int n, int32_t* token, int* pos,
+                         int advance, unsigned* scratch) {
+  pdl_trigger();
+  pdl_wait();  // the logits come from the previous kernel
+  const int per = (n + gridDim.x - 1) / gridDim.x;
+  const int begin = blockIdx.x * per, end = min(n, begin + per);
+  float bv = -INFINITY;
+  int bi = n;  // sentinel: loses every tie against a real index
+  for (int i = begin + threadIdx.x; i < end; i += kBlockThreads) {
+    const float v = logits[i];
+    if (better(v, i, bv, bi)) bv = v, bi = i;
+  }
+  block_best(&bv, &bi);
+  __shared__ bool last;
+  unsigned* count = scratch;
+  float* vals = reinterpret_cast<float*>(scratch + 1);
+  int* idxs = reinterpret_cast<int*>(scratch + 1 + kMaxBlocks);
+  if (threadIdx.x == 0) {
+    vals[blockIdx.x] = bv;
+    idxs[blockIdx.x] = bi;
+    __threadfence();
+    last = atomicAdd(count, 1u) == gridDim.x - 1;
+  }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  bv = -INFINITY, bi = n;
+  for (int b = threadIdx.x; b < static_cast<int>(gridDim.x); b += kBlockThreads) {
+    const float v = __ldcg(&vals[b]);
+    const int i = __ldcg(&idxs[b]);
+    if (better(v, i, bv, bi)) bv = v, bi = i;
+  }
+  block_best(&bv, &bi);
+  if (threadIdx.x == 0) {
+    *token = bi < n ? bi : 0;  // all logits NaN: id 0 like the CPU scan
+    if (pos) *pos += advance;
+    *count = 0;  // every block has counted: ready for the next launch
+  }
+}
+
 __global__ void advance_kernel(int* pos, int advance) {
   *pos += advance;
 }
 
 }  // namespace
 
-void argmax(const float* logits, int n, int32_t* token, int* pos, int advance,
-            cudaStream_t stream) {
+int argmax_scratch_words() {
+  return 1 + 2 * kMaxBlocks;
+}
+
+void argmax(const float* logits, int n, int32_t* token, int* pos, int advance, cudaStream_t stream,
+            unsigned* scratch, int blocks) {
   if (!logits || !token || n < 1) throw Error("cuda argmax: null pointer or empty vector");
+  if (blocks < 0) {
+    static const int from_env = [] {
+      const char* v = std::getenv("RESIDENT_ARGMAX_BLOCKS");
+      return v && *v ? std::clamp(std::atoi(v), 0, kMaxBlocks) : 0;
+    }();
+    blocks = from_env;
+  }
+  blocks = std::min({blocks, kMaxBlocks, n});
+  if (scratch && blocks > 1)
+    return launch_pdl(argmax_blocks_kernel, dim3(blocks), dim3(kBlockThreads), 0, stream, logits, n,
+                      token, pos, advance, scratch);
   argmax_kernel<<<1, kThreads, 0, stream>>>(logits, n, token, pos, advance);
   CUDA_CHECK_LAUNCH();
 }

@@ -74,7 +74,8 @@ struct CudaBackend::Impl {
   DeviceBuffer<float> x, h, q, k, v, attn, gate, up, logits;
   DeviceBuffer<numerics::ActBlock> xq;
   DeviceBuffer<float> scores, chunk_max, chunk_den, chunk_val;
-  DeviceBuffer<unsigned> attn_counters;  // attention_decode's work tickets and per-head counts
+  DeviceBuffer<unsigned> attn_counters;   // attention_decode's work tickets and per-head counts
+  DeviceBuffer<unsigned> argmax_scratch;  // the multi-block argmax's partial results and count
   Workspace ws;
 
   DeviceBuffer<int32_t> ids;      // prompt ids (n_ctx), uploaded in one copy per prefill
@@ -154,7 +155,7 @@ struct CudaBackend::Impl {
       if (n < 1) break;
       const std::vector<int32_t> tokens(static_cast<size_t>(n), 0);
       run_tokens(tokens, nullptr);
-      argmax(ws.logits, cfg.vocab_size, token.get(), nullptr, 0, stream);
+      argmax(ws.logits, cfg.vocab_size, token.get(), nullptr, 0, stream, argmax_scratch.get());
       CUDA_CHECK(cudaGraphLaunch(graph_execs[kArgmax], stream));
       CUDA_CHECK(cudaStreamSynchronize(stream));
       reset_position();
@@ -250,6 +251,8 @@ struct CudaBackend::Impl {
     attn_counters = DeviceBuffer<unsigned>(attention_decode_counters(cfg.n_heads));
     CUDA_CHECK(cudaMemset(attn_counters.get(), 0, attn_counters.bytes()));
     ws.attn_counters = attn_counters.get();
+    argmax_scratch = DeviceBuffer<unsigned>(argmax_scratch_words());
+    CUDA_CHECK(cudaMemset(argmax_scratch.get(), 0, argmax_scratch.bytes()));
     ws.side = side_stream, ws.fork = fork, ws.join = join;
     ws.max_tokens = B;
     ws.x = x.get(), ws.h = h.get(), ws.q = q.get(), ws.k = k.get(), ws.v = v.get();
@@ -269,7 +272,8 @@ struct CudaBackend::Impl {
     return rope_table.bytes() + x.bytes() + h.bytes() + q.bytes() + k.bytes() + v.bytes() +
            attn.bytes() + gate.bytes() + up.bytes() + logits.bytes() + xq.bytes() + scores.bytes() +
            chunk_max.bytes() + chunk_den.bytes() + chunk_val.bytes() + attn_counters.bytes() +
-           ids.bytes() + token.bytes() + pos.bytes() + (sampler ? sampler->bytes() : 0);
+           argmax_scratch.bytes() + ids.bytes() + token.bytes() + pos.bytes() +
+           (sampler ? sampler->bytes() : 0);
   }
 
   // The decode step: token id and position in, next id and position + 1 out, all on the device.
@@ -280,7 +284,7 @@ struct CudaBackend::Impl {
       perturb_logits(ws.logits, cfg.vocab_size, pos.get(), stream);
     if (fault == Fault::throttle) spin(10000, stream);
     if (p == kArgmax)
-      argmax(ws.logits, cfg.vocab_size, token.get(), pos.get(), 1, stream);
+      argmax(ws.logits, cfg.vocab_size, token.get(), pos.get(), 1, stream, argmax_scratch.get());
     else
       sampler->enqueue(ws.logits, token.get(), pos.get(), 1, p == kPenalizedArgmax, stream);
   }
@@ -414,7 +418,8 @@ int32_t CudaBackend::prefill(std::span<const int32_t> tokens) {
   if (s.pick != Impl::kArgmax) s.sampler->require_room(n + 1);
   s.run_tokens(tokens, nullptr);  // *pos = start + n on the device: the sampler's step
   if (s.pick == Impl::kArgmax) {
-    argmax(s.ws.logits, s.cfg.vocab_size, s.token.get(), nullptr, 0, s.stream);
+    argmax(s.ws.logits, s.cfg.vocab_size, s.token.get(), nullptr, 0, s.stream,
+           s.argmax_scratch.get());
   } else {
     // The CPU backend's history: prompt ids appended before the pick, the pick after it.
     s.sampler->append_prompt(s.ids.get() + start, n, s.stream);

@@ -616,11 +616,19 @@ TEST(CudaKernels, ArgmaxTiesToLowestIdAndAdvancesPosition) {
     if (trial == 3) std::fill(logits.begin(), logits.end(), -2.5f);  // all equal: id 0
     const int32_t expect = cpu::argmax(logits);
     auto dl = upload(logits);
-    auto dtok = poisoned<int32_t>(1);
-    auto dpos = upload(std::vector<int>{41});
-    argmax(dl.get(), n, dtok.get(), dpos.get(), 1, nullptr);
-    EXPECT_EQ(download(dtok)[0], expect) << "trial " << trial;
-    EXPECT_EQ(download(dpos)[0], 42);
+    // One block, then the multi-block kernel at several grid sizes (1 and 7: uneven slices;
+    // 128: the most), reusing one scratch buffer that each launch must leave zero.
+    const std::vector<unsigned> zeros(argmax_scratch_words(), 0u);
+    auto scratch = upload(zeros);
+    for (int blocks : {0, 2, 7, 64, 128}) {
+      SCOPED_TRACE("blocks " + std::to_string(blocks));
+      auto dtok = poisoned<int32_t>(1);
+      auto dpos = upload(std::vector<int>{41});
+      argmax(dl.get(), n, dtok.get(), dpos.get(), 1, nullptr, scratch.get(), blocks);
+      EXPECT_EQ(download(dtok)[0], expect) << "trial " << trial;
+      EXPECT_EQ(download(dpos)[0], 42);
+      EXPECT_EQ(download(scratch), zeros);
+    }
   }
   auto dpos = upload(std::vector<int>{5});
   advance_position(dpos.get(), 7, nullptr);
