@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "cuda/argmax.cuh"
+#include "cuda/block_argmax.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/pdl.cuh"
 #include "util/error.h"
@@ -16,31 +17,16 @@ namespace {
 
 constexpr int kThreads = 1024;
 
-__device__ __forceinline__ bool better(float v, int i, float bv, int bi) {
-  return v > bv || (v == bv && i < bi);
-}
-
 __global__ void __launch_bounds__(kThreads)
     argmax_kernel(const float* __restrict__ logits, int n, int32_t* token, int* pos, int advance) {
   float bv = -INFINITY;
   int bi = n;  // sentinel: loses every tie against a real index
   for (int i = threadIdx.x; i < n; i += kThreads) {
     const float v = logits[i];
-    if (better(v, i, bv, bi)) bv = v, bi = i;
+    if (argmax_better(v, i, bv, bi)) bv = v, bi = i;
   }
-  for (int s = 16; s >= 1; s /= 2) {
-    const float ov = __shfl_down_sync(0xffffffffu, bv, s);
-    const int oi = __shfl_down_sync(0xffffffffu, bi, s);
-    if (better(ov, oi, bv, bi)) bv = ov, bi = oi;
-  }
-  __shared__ float wv[kThreads / 32];
-  __shared__ int wi[kThreads / 32];
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) wv[warp] = bv, wi[warp] = bi;
-  __syncthreads();
+  block_best<kThreads>(&bv, &bi);
   if (threadIdx.x == 0) {
-    for (int w = 1; w < kThreads / 32; ++w)
-      if (better(wv[w], wi[w], bv, bi)) bv = wv[w], bi = wi[w];
     // All logits -inf (or n == 0 excluded by the launcher): fall back to id 0 like the CPU scan.
     *token = bi < n ? bi : 0;
     if (pos) *pos += advance;
@@ -49,27 +35,12 @@ __global__ void __launch_bounds__(kThreads)
 
 // The same answer from `gridDim.x` blocks (PDL-launched): block b scans slice b of the logits
 // and publishes its (value, index); the last block to count itself in scratch[0] reduces them.
-// `better` is a total order on (value, index) pairs without NaN, so any reduction order gives
-// the sequential scan's pair. scratch: [0] the count (left zero), then kMaxBlocks values (float
-// bits) and kMaxBlocks indices.
+// `argmax_better` is a total order on (value, index) pairs without NaN, so any reduction order
+// gives the sequential scan's pair. scratch: [0] the count (left zero), then kMaxBlocks values
+// (float bits) and kMaxBlocks indices. (Shared-memory pairs of block_best are reused by its second
+// call in the last block: the barrier after `last` separates the calls.)
 constexpr int kMaxBlocks = 128;
 constexpr int kBlockThreads = 256;
-
-__device__ void block_best(float* bv, int* bi) {
-  for (int s = 16; s >= 1; s /= 2) {
-    const float ov = __shfl_down_sync(0xffffffffu, *bv, s);
-    const int oi = __shfl_down_sync(0xffffffffu, *bi, s);
-    if (better(ov, oi, *bv, *bi)) *bv = ov, *bi = oi;
-  }
-  __shared__ float wv[kBlockThreads / 32];
-  __shared__ int wi[kBlockThreads / 32];
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) wv[warp] = *bv, wi[warp] = *bi;
-  __syncthreads();
-  if (threadIdx.x == 0)
-    for (int w = 1; w < kBlockThreads / 32; ++w)
-      if (better(wv[w], wi[w], *bv, *bi)) *bv = wv[w], *bi = wi[w];
-}
 
 __global__ void __launch_bounds__(kBlockThreads)
     argmax_blocks_kernel(const float* __restrict__ logits, int n, int32_t* token, int* pos,
@@ -82,9 +53,9 @@ __global__ void __launch_bounds__(kBlockThreads)
   int bi = n;  // sentinel: loses every tie against a real index
   for (int i = begin + threadIdx.x; i < end; i += kBlockThreads) {
     const float v = logits[i];
-    if (better(v, i, bv, bi)) bv = v, bi = i;
+    if (argmax_better(v, i, bv, bi)) bv = v, bi = i;
   }
-  block_best(&bv, &bi);
+  block_best<kBlockThreads>(&bv, &bi);
   __shared__ bool last;
   unsigned* count = scratch;
   float* vals = reinterpret_cast<float*>(scratch + 1);
@@ -102,9 +73,9 @@ __global__ void __launch_bounds__(kBlockThreads)
   for (int b = threadIdx.x; b < static_cast<int>(gridDim.x); b += kBlockThreads) {
     const float v = __ldcg(&vals[b]);
     const int i = __ldcg(&idxs[b]);
-    if (better(v, i, bv, bi)) bv = v, bi = i;
+    if (argmax_better(v, i, bv, bi)) bv = v, bi = i;
   }
-  block_best(&bv, &bi);
+  block_best<kBlockThreads>(&bv, &bi);
   if (threadIdx.x == 0) {
     *token = bi < n ? bi : 0;  // all logits NaN: id 0 like the CPU scan
     if (pos) *pos += advance;

@@ -5,6 +5,7 @@
 #include <cub/device/device_radix_sort.cuh>
 #include <string>
 
+#include "cuda/block_argmax.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/sampler.cuh"
 #include "numerics/philox.h"
@@ -54,10 +55,6 @@ __global__ void penalty_kernel(const DeviceSamplerParams* __restrict__ params,
   }
 }
 
-__device__ __forceinline__ bool argmax_better(float v, int i, float bv, int bi) {
-  return v > bv || (v == bv && i < bi);
-}
-
 // Block argmax, ties to the lowest id (cuda/argmax.cu's algorithm): the sequential scan's answer
 // for input without NaN. Every thread of the block must call it; the result is valid in thread 0.
 __device__ int block_argmax(const float* __restrict__ v, int n) {
@@ -65,19 +62,7 @@ __device__ int block_argmax(const float* __restrict__ v, int n) {
   int bi = n;  // sentinel: loses every tie against a real index
   for (int i = threadIdx.x; i < n; i += kFinishThreads)
     if (argmax_better(v[i], i, bv, bi)) bv = v[i], bi = i;
-  for (int s = 16; s >= 1; s /= 2) {
-    const float ov = __shfl_down_sync(0xffffffffu, bv, s);
-    const int oi = __shfl_down_sync(0xffffffffu, bi, s);
-    if (argmax_better(ov, oi, bv, bi)) bv = ov, bi = oi;
-  }
-  __shared__ float wv[kFinishThreads / 32];
-  __shared__ int wi[kFinishThreads / 32];
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) wv[warp] = bv, wi[warp] = bi;
-  __syncthreads();
-  if (threadIdx.x == 0)
-    for (int w = 1; w < kFinishThreads / 32; ++w)
-      if (argmax_better(wv[w], wi[w], bv, bi)) bv = wv[w], bi = wi[w];
+  block_best<kFinishThreads>(&bv, &bi);
   return bi < n ? bi : 0;  // all -inf cannot reach here (status check), kept like cuda::argmax
 }
 
