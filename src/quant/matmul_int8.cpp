@@ -323,26 +323,21 @@ struct FormatQ8_0 : FormatLegacyBase<BlockQ8_0> {
 
 // ---------------------------------------------------------------------------------------------
 
-// The same step of the row one group (8 rows) further down: rows are short (864 B for n = 1536)
-// and read 8 at a time, interleaved, which the hardware prefetchers do not follow. Prefetching
-// past the matrix end is harmless (prefetches do not fault).
-template <class F, bool kToL2 = false>
-inline void prefetch_step(const uint8_t* p) {
-  const auto line = [](const uint8_t* a) {
-    if constexpr (kToL2)
-      _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T1);
-    else
-      _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
-  };
-  for (size_t off = 0; off < F::kStepBytes; off += 64) line(p + off);
-  line(p + F::kStepBytes - 1);
+// Every cache line of [p, p + bytes) into L1. Rows are short (864 B for n = 1536) and read 8 at
+// a time, interleaved, which the hardware prefetchers do not follow, so the kernels prefetch
+// the rows ahead themselves. Prefetching past the matrix end is harmless (prefetches do not
+// fault).
+inline void prefetch_range(const uint8_t* p, size_t bytes) {
+  for (size_t off = 0; off < bytes; off += 64)
+    _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
+  _mm_prefetch(reinterpret_cast<const char*>(p + bytes - 1), _MM_HINT_T0);
 }
 
-// Decode (run_few_tokens) also prefetches into L2 this many groups ahead: with only the L1
-// prefetch one group ahead, 2-thread decode read 10-11 GB/s of a 17-19 GB/s stream; the L2
-// prefetch two groups ahead won 7 of 9 alternating pairs, ~+6% (docs/perf.md, CPU round 7;
-// three or four groups, or the L1 prefetch two groups ahead, were slower).
-constexpr int kL2PrefetchGroups = 2;
+// The same step of the row one group (8 rows) further down (the several-token kernel).
+template <class F>
+inline void prefetch_step(const uint8_t* p) {
+  prefetch_range(p, F::kStepBytes);
+}
 
 // Token `tok`'s activations for step s (8 blocks of 32).
 inline StepAct step_act(const ActPack& act, int64_t tok, int64_t s) {
@@ -359,7 +354,15 @@ template <class F, int kNT>
 void run_few_tokens(Type type, const uint8_t* w, size_t row_bytes, const ActPack& act, float* out,
                     int64_t out_stride, int64_t row_begin, int64_t row_end) {
   const int64_t n_steps = act.nb / 8;
+  // The next group's 8 rows are one contiguous range of memory: each (step, row) of this group
+  // prefetches its share of it into L1, in address order, so the memory system sees one
+  // sequential stream per thread. (Prefetching the same step of the row 8 rows down, and into L2
+  // 16 rows down, as before, read the rows as 8 interleaved streams: 2-thread decode 10.4-11.3
+  // tok/s against 14.0-16.2 now; docs/perf.md, CPU round 8.)
+  const size_t group_bytes = kRows * row_bytes;
+  const size_t share = (group_bytes + n_steps * kRows - 1) / (n_steps * kRows);
   for (int64_t r0 = row_begin; r0 < row_end; r0 += kRows) {
+    const uint8_t* next_group = w + static_cast<size_t>(r0 + kRows) * row_bytes;
     const int nr = static_cast<int>(std::min<int64_t>(kRows, row_end - r0));
     const uint8_t* rows[kRows];
     for (int r = 0; r < kRows; ++r)
@@ -370,8 +373,7 @@ void run_few_tokens(Type type, const uint8_t* w, size_t row_bytes, const ActPack
       __m256 part[kNT][kRows];  // lane j = p_j of row r
       for (int r = 0; r < kRows; ++r) {
         const uint8_t* p = rows[r] + s * F::kStepBytes;
-        prefetch_step<F>(p + kRows * row_bytes);
-        prefetch_step<F, /*kToL2=*/true>(p + kL2PrefetchGroups * kRows * row_bytes);
+        prefetch_range(next_group + (s * kRows + r) * share, share);
         typename F::Row row;
         F::decode(p, row);
         for (int t = 0; t < kNT; ++t) part[t][r] = F::partials(row, step_act(act, t, s));
