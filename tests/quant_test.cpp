@@ -406,7 +406,10 @@ TEST(QuantMatmul, BitIdenticalToScalarReference) {
     SCOPED_TRACE(type_info(type).name);
     const int be = type_info(type).block_elems;
     std::vector<int64_t> lengths = {256, 1536};
-    if (be == 32 || be == 1) lengths.push_back(32 * 13);  // 13 blocks: a partial step
+    if (be == 32 || be == 1) {
+      lengths.push_back(32 * 13);  // 13 blocks: a partial step
+      lengths.push_back(32 * 5);   // 5 blocks: no whole step at all
+    }
     for (int64_t n : lengths) {
       const int64_t rows = 21;
       const auto w = random_rows(type, rows, n);

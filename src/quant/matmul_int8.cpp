@@ -333,6 +333,14 @@ inline void prefetch_range(const uint8_t* p, size_t bytes) {
   _mm_prefetch(reinterpret_cast<const char*>(p + bytes - 1), _MM_HINT_T0);
 }
 
+// Each cache line that starts in [begin, end) into L1: consecutive ranges prefetch every line
+// of their union once.
+inline void prefetch_lines(const uint8_t* begin, const uint8_t* end) {
+  for (uintptr_t a = (reinterpret_cast<uintptr_t>(begin) + 63) & ~uintptr_t{63};
+       a < reinterpret_cast<uintptr_t>(end); a += 64)
+    _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
+}
+
 // The same step of the row one group (8 rows) further down (the several-token kernel).
 template <class F>
 inline void prefetch_step(const uint8_t* p) {
@@ -359,8 +367,9 @@ void run_few_tokens(Type type, const uint8_t* w, size_t row_bytes, const ActPack
   // sequential stream per thread. (Prefetching the same step of the row 8 rows down, and into L2
   // 16 rows down, as before, read the rows as 8 interleaved streams: 2-thread decode 10.4-11.3
   // tok/s against 14.0-16.2 now; docs/perf.md, CPU round 8.)
-  const size_t group_bytes = kRows * row_bytes;
-  const size_t share = (group_bytes + n_steps * kRows - 1) / (n_steps * kRows);
+  // (Rows of fewer than 8 blocks have no step: nothing to prefetch.)
+  const size_t shares = static_cast<size_t>(std::max<int64_t>(n_steps, 1)) * kRows;
+  const size_t share = (kRows * row_bytes + shares - 1) / shares;
   for (int64_t r0 = row_begin; r0 < row_end; r0 += kRows) {
     const uint8_t* next_group = w + static_cast<size_t>(r0 + kRows) * row_bytes;
     const int nr = static_cast<int>(std::min<int64_t>(kRows, row_end - r0));
@@ -373,7 +382,8 @@ void run_few_tokens(Type type, const uint8_t* w, size_t row_bytes, const ActPack
       __m256 part[kNT][kRows];  // lane j = p_j of row r
       for (int r = 0; r < kRows; ++r) {
         const uint8_t* p = rows[r] + s * F::kStepBytes;
-        prefetch_range(next_group + (s * kRows + r) * share, share);
+        const uint8_t* mine = next_group + (s * kRows + r) * share;
+        prefetch_lines(mine, mine + share);
         typename F::Row row;
         F::decode(p, row);
         for (int t = 0; t < kNT; ++t) part[t][r] = F::partials(row, step_act(act, t, s));
