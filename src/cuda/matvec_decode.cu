@@ -172,10 +172,10 @@ __device__ __forceinline__ blocks::Q6_K::Block load_q6k(const uint8_t* row, int6
 #pragma unroll
   for (int w = 0; w < 8; ++w)
     out.w[w] = static_cast<int>((lw[w] & 0x0f0f0f0fu) | ((hw[w] & 0x03030303u) << 4));
-  const uint16_t sc = *reinterpret_cast<const uint16_t*>(b + 192 + 2 * sub);
+  const uint16_t sc = blocks::load_u16(b + 192 + 2 * sub);
   out.sc_lo = static_cast<int8_t>(sc & 0xffu);
   out.sc_hi = static_cast<int8_t>(sc >> 8);
-  out.d = blocks::half_to_float(*reinterpret_cast<const uint16_t*>(b + 208));
+  out.d = blocks::half_to_float(blocks::load_u16(b + 208));
   return out;
 }
 
